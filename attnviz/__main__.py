@@ -1,0 +1,5 @@
+"""`python -m attnviz` runs the CLI."""
+
+from attnviz.cli import main
+
+main()

@@ -1,0 +1,51 @@
+"""The Python API: `extract(text, model=...) -> AttentionResult`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+from .errors import InputError
+from .models import DEFAULT_MODEL, Backend, Inputs, LoadOptions, load
+from .result import AttentionResult
+
+
+@lru_cache(maxsize=4)
+def cached_backend(spec: str, options: LoadOptions) -> Backend:
+    """Load each (model, options) once per process: scripts calling extract() in a loop stay fast."""
+    return load(spec, options)
+
+
+def check_text(text: str, what: str = "text") -> None:
+    if not text.strip():
+        raise InputError(f"the {what} is empty", hint="give a sentence, or - to read standard input")
+
+
+def run_batch(
+    backend: Backend, batch: Sequence[Inputs], batch_size: int = 16, truncate: bool = False
+) -> list[AttentionResult]:
+    """Run inputs through a backend in batches and validate every result once."""
+    for x in batch:
+        check_text(x.text)
+    results: list[AttentionResult] = []
+    for start in range(0, len(batch), max(1, batch_size)):
+        results.extend(r.validate() for r in backend.run(batch[start : start + batch_size], truncate=truncate))
+    return results
+
+
+def extract(
+    text: str,
+    model: str = DEFAULT_MODEL,
+    *,
+    pair: str | None = None,
+    target: str | None = None,
+    source: str | None = None,
+    device: str = "auto",
+    dtype: str = "float32",
+    truncate: bool = False,
+    trust_remote_code: bool = False,
+) -> AttentionResult:
+    """Attention of `model` on `text`: every layer and head of every stack, as float32."""
+    options = LoadOptions(device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    backend = cached_backend(model, options)
+    return run_batch(backend, [Inputs(text, pair=pair, target=target, source=source)], truncate=truncate)[0]

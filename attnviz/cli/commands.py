@@ -1,0 +1,3 @@
+"""Import every command module so its @app.command() registers."""
+
+from . import info, show, tokens  # noqa: F401

@@ -1,0 +1,155 @@
+"""Options shared by several commands, and the helpers that turn them into core calls."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ..errors import InputError
+
+if TYPE_CHECKING:
+    from ..models import Backend, Inputs, LoadOptions
+
+MODEL_PANEL = "Model"
+SELECT_PANEL = "Selection"
+SCRATCH_PANEL = "Scratch model (--model scratch)"
+
+TextArg = Annotated[str, typer.Argument(help="The sentence, or - to read standard input (one sentence per line).")]
+Model = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="minilm (embedded default), scratch, a model folder, or a hub id.",
+        rich_help_panel=MODEL_PANEL,
+    ),
+]
+Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or mps.", rich_help_panel=MODEL_PANEL)]
+Dtype = Annotated[
+    str,
+    typer.Option(
+        help="float32, float16 or bfloat16 for the model; weights always come out float32.", rich_help_panel=MODEL_PANEL
+    ),
+]
+Pair = Annotated[
+    str | None,
+    typer.Option(help="Second sentence of a pair (encoders: [CLS] A [SEP] B [SEP]).", rich_help_panel=MODEL_PANEL),
+]
+Target = Annotated[
+    str | None,
+    typer.Option(
+        help="Decoder input for encoder-decoder models (default: the text itself).", rich_help_panel=MODEL_PANEL
+    ),
+]
+Source = Annotated[
+    str | None,
+    typer.Option(
+        help="Scratch model: cross-attention, queries from TEXT, keys/values from SOURCE.",
+        rich_help_panel=SCRATCH_PANEL,
+    ),
+]
+Truncate = Annotated[
+    bool,
+    typer.Option(
+        help="Cut inputs longer than the model's maximum (with a warning) instead of failing.",
+        rich_help_panel=MODEL_PANEL,
+    ),
+]
+TrustRemoteCode = Annotated[
+    bool,
+    typer.Option(
+        help="Allow a model folder's own Python code to run. Off unless you trust it.", rich_help_panel=MODEL_PANEL
+    ),
+]
+BatchSize = Annotated[int, typer.Option(min=1, help="Sentences per forward pass.", rich_help_panel=MODEL_PANEL)]
+Layers = Annotated[int, typer.Option("--layers", min=1, help="Attention layers.", rich_help_panel=SCRATCH_PANEL)]
+DModel = Annotated[int, typer.Option("--d-model", min=1, help="Model width.", rich_help_panel=SCRATCH_PANEL)]
+Heads = Annotated[
+    int, typer.Option("--heads", min=1, help="Attention heads (must divide --d-model).", rich_help_panel=SCRATCH_PANEL)
+]
+Seed = Annotated[int, typer.Option(help="Seed for the projection weights.", rich_help_panel=SCRATCH_PANEL)]
+Causal = Annotated[bool, typer.Option(help="Mask future tokens (decoder-style).", rich_help_panel=SCRATCH_PANEL)]
+Weights = Annotated[
+    str | None, typer.Option(help="safetensors file with the scratch model's weights.", rich_help_panel=SCRATCH_PANEL)
+]
+Layer = Annotated[str, typer.Option("--layer", "-l", help="N, -1, A:B, 'last' or 'all'.", rich_help_panel=SELECT_PANEL)]
+Head = Annotated[
+    str,
+    typer.Option(
+        "--head", help="N, A:B, 'all', or aggregate over heads: 'mean' / 'max'.", rich_help_panel=SELECT_PANEL
+    ),
+]
+StackOpt = Annotated[
+    str | None,
+    typer.Option("--stack", help="encoder, decoder or cross (default: every stack).", rich_help_panel=SELECT_PANEL),
+]
+
+
+@dataclass(frozen=True)
+class ModelArgs:
+    """What every model-running command passes on to the core."""
+
+    model: str = "minilm"
+    device: str = "auto"
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+    layers: int = 1
+    d_model: int = 512
+    heads: int = 8
+    seed: int = 0
+    causal: bool = False
+    weights: str | None = None
+
+    def load(self) -> Backend:
+        from ..api import cached_backend
+
+        return cached_backend(self.model, self.options())
+
+    def options(self) -> LoadOptions:
+        from ..models import LoadOptions
+
+        return LoadOptions(
+            device=self.device,
+            dtype=self.dtype,
+            trust_remote_code=self.trust_remote_code,
+            layers=self.layers,
+            d_model=self.d_model,
+            heads=self.heads,
+            seed=self.seed,
+            causal=self.causal,
+            weights=self.weights,
+        )
+
+
+def read_texts(text: str) -> list[str]:
+    """TEXT itself, or for '-' every non-blank line of standard input (UTF-8, strict)."""
+    if text != "-":
+        return [text]
+    data = sys.stdin.buffer.read()
+    lines = data.split(b"\n")
+    texts = []
+    for number, raw in enumerate(lines, start=1):
+        try:
+            line = raw.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"standard input line {number} is not valid UTF-8 (byte {exc.start})") from None
+        if line.strip():
+            texts.append(line)
+    if not texts:
+        raise InputError("standard input is empty", hint="pipe in one sentence per line")
+    return texts
+
+
+def make_inputs(texts: list[str], pair: str | None, target: str | None, source: str | None) -> list[Inputs]:
+    from ..models import Inputs
+
+    return [Inputs(t, pair=pair, target=target, source=source) for t in texts]
+
+
+def write_stdout(data: str) -> None:
+    """Data goes to stdout in one write; talk goes to stderr elsewhere."""
+    sys.stdout.write(data)
+    sys.stdout.flush()

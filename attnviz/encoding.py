@@ -1,0 +1,36 @@
+"""Token strings and their metadata from a `tokenizers.Encoding`, padding removed.
+
+Both backends tokenize with Hugging Face `tokenizers` (our MiniLM path uses it
+directly, the transformers path through its fast tokenizers), so one helper turns
+an encoding into the `Tokens` a Stack carries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .result import Tokens
+
+
+def tokens_from_encoding(enc: Any) -> tuple[Tokens, list[int]]:
+    """(Tokens without padding, positions of the kept tokens in the padded sequence)."""
+    keep = [i for i, m in enumerate(enc.attention_mask) if m]
+    seq_ids = enc.sequence_ids
+    segments: list[int] = []
+    current = 0
+    for i in keep:
+        # specials take the segment of what came before: [CLS]→A, the [SEP] after A→A
+        current = seq_ids[i] if seq_ids[i] is not None else current
+        segments.append(current)
+    tokens = Tokens(
+        texts=tuple(enc.tokens[i] for i in keep),
+        special=tuple(bool(enc.special_tokens_mask[i]) for i in keep),
+        word_ids=tuple(_word_id(enc, i) for i in keep),
+        segments=tuple(segments) if any(segments) else (),
+    )
+    return tokens, keep
+
+
+def _word_id(enc: Any, i: int) -> int | None:
+    """Word index of token i; views merge *consecutive* pieces sharing one (pairs restart at 0)."""
+    return None if enc.special_tokens_mask[i] else enc.word_ids[i]

@@ -1,0 +1,193 @@
+"""The transformers backend: any model folder or hub id, with eager attention.
+
+sdpa and flash kernels never materialise the weights, and with sdpa transformers
+5.x returns an empty tuple for `output_attentions=True`, so eager is forced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .encoding import tokens_from_encoding
+from .errors import ModelError
+from .models import Inputs, LoadOptions, ModelInfo, check_length, resolve_device, resolve_dtype
+from .result import AttentionResult, Stack, Tokens
+
+_DECODER_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+
+
+def _family(config: Any) -> str:
+    if getattr(config, "is_encoder_decoder", False):
+        return "encoder-decoder"
+    archs = getattr(config, "architectures", None) or []
+    if getattr(config, "is_decoder", False) or any(a.endswith(_DECODER_SUFFIXES) for a in archs):
+        return "decoder"
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    causal_only = (
+        config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+        and config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    )
+    return "decoder" if causal_only else "encoder"
+
+
+def _max_positions(config: Any, tokenizer: Any) -> int | None:
+    for attr in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", None)
+    return int(limit) if isinstance(limit, int) and limit < 1_000_000 else None
+
+
+class HFBackend:
+    """A transformers model loaded with AutoModel (no task head) in eval mode."""
+
+    def __init__(self, spec: str, options: LoadOptions) -> None:
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers.utils import logging
+
+        logging.set_verbosity_error()  # load reports and progress bars are noise on our stderr
+        logging.disable_progress_bar()
+
+        self.device = resolve_device(options.device)
+        trust = options.trust_remote_code
+        try:
+            config = AutoConfig.from_pretrained(spec, trust_remote_code=trust)
+            self.tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust)
+            self.model = AutoModel.from_pretrained(
+                spec,
+                config=config,
+                attn_implementation="eager",
+                dtype=resolve_dtype(options.dtype),
+                trust_remote_code=trust,
+            )
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelError(f"cannot load model {spec!r}: {str(exc).splitlines()[0]}") from exc
+        self.model.to(self.device).eval()
+        self.config = config
+        self.family = _family(config)
+        if self.tokenizer.pad_token is None:  # GPT-2/LLaMA: any id works, padded keys are masked
+            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+        self.tokenizer.padding_side = "right"
+        self.max_positions = _max_positions(config, self.tokenizer)
+        self.spec = spec
+        self.precision = options.dtype
+        self._info: ModelInfo | None = None
+
+    @property
+    def info(self) -> ModelInfo:
+        """Layer and head counts read off a real forward pass, not guessed from config names."""
+        if self._info is None:
+            probe = self.run([Inputs("attention is all you need", target="attention")])[0]
+            cfg = self.config
+            text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+            self._info = ModelInfo(
+                name=self.spec,
+                family=self.family,
+                backend="transformers",
+                stacks=probe.stack_names,
+                layers={s.name: s.layers for s in probe.stacks},
+                heads=probe.stacks[0].heads,
+                d_model=int(getattr(text_cfg, "hidden_size", 0) or getattr(text_cfg, "d_model", 0) or 0),
+                vocab_size=int(getattr(text_cfg, "vocab_size", 0) or 0),
+                max_positions=self.max_positions,
+                path=str(getattr(cfg, "_name_or_path", self.spec)),
+                extra={"model_type": cfg.model_type, "class": type(self.model).__name__},
+            )
+        return self._info
+
+    def _encode(self, texts: list[str], pairs: list[str] | None, truncate: bool, target: bool = False) -> Any:
+        kwargs: dict[str, Any] = dict(padding=True, return_tensors="pt", return_special_tokens_mask=True)
+        if truncate and self.max_positions:
+            kwargs.update(truncation=True, max_length=self.max_positions)
+        if target:
+            batch = self.tokenizer(text_target=texts, **kwargs)
+        else:
+            batch = self.tokenizer(texts, text_pair=pairs, **kwargs)
+        if not getattr(batch, "encodings", None):
+            raise ModelError(f"{self.spec}: attnviz needs a fast (tokenizers-based) tokenizer")
+        for enc in batch.encodings:
+            check_length(sum(enc.attention_mask), self.max_positions, "target" if target else "input")
+        return batch
+
+    def tokenize(self, inputs: Inputs) -> dict[str, Tokens]:
+        pairs = [inputs.pair] if inputs.pair is not None else None
+        out = {"input": tokens_from_encoding(self._encode([inputs.text], pairs, False).encodings[0])[0]}
+        if self.family == "encoder-decoder":
+            out["target"] = self._decoder_tokens(self._decoder_inputs([inputs], False).encodings[0])[0]
+        return out
+
+    def _decoder_inputs(self, batch: Sequence[Inputs], truncate: bool) -> Any:
+        """Target texts (default: the input text) as the decoder sees them, start token first."""
+        return self._encode([x.target if x.target is not None else x.text for x in batch], None, truncate, target=True)
+
+    def _decoder_tokens(self, encoding: Any) -> tuple[Tokens, list[int]]:
+        """Target tokens behind the decoder's start token, and their positions in decoder_input_ids."""
+        tokens, keep = tokens_from_encoding(encoding)
+        start = self.tokenizer.convert_ids_to_tokens([self._start_id()])[0]
+        with_start = Tokens(
+            texts=(start, *tokens.texts),
+            special=(True, *tokens.special),
+            word_ids=(None, *tokens.word_ids),
+        )
+        return with_start, [0] + [i + 1 for i in keep]
+
+    def _start_id(self) -> int:
+        start = self.config.decoder_start_token_id
+        return int(start if start is not None else self.tokenizer.pad_token_id)
+
+    @torch.inference_mode()
+    def run(self, batch: Sequence[Inputs], truncate: bool = False) -> list[AttentionResult]:
+        pairs = [x.pair or "" for x in batch] if any(x.pair is not None for x in batch) else None
+        enc = self._encode([x.text for x in batch], pairs, truncate)
+        model_inputs: dict[str, Tensor] = {
+            "input_ids": enc["input_ids"].to(self.device),
+            "attention_mask": enc["attention_mask"].to(self.device),
+        }
+        if "token_type_ids" in enc and pairs is not None:
+            model_inputs["token_type_ids"] = enc["token_type_ids"].to(self.device)
+        dec = None
+        if self.family == "encoder-decoder":
+            dec = self._decoder_inputs(batch, truncate)
+            ids = dec["input_ids"]
+            # the decoder reads the target shifted right behind its start token
+            start = torch.full_like(ids[:, :1], self._start_id())
+            model_inputs["decoder_input_ids"] = torch.cat([start, ids], 1).to(self.device)
+            model_inputs["decoder_attention_mask"] = torch.cat(
+                [torch.ones_like(ids[:, :1]), dec["attention_mask"]], 1
+            ).to(self.device)
+        try:
+            out = self.model(**model_inputs, output_attentions=True)
+        except (RuntimeError, ValueError, IndexError) as exc:
+            raise ModelError(f"{self.spec}: the forward pass failed: {str(exc).splitlines()[0]}") from exc
+        return self._results(batch, enc, dec, out)
+
+    def _results(self, batch: Sequence[Inputs], enc: Any, dec: Any, out: Any) -> list[AttentionResult]:
+        if self.family == "encoder-decoder":
+            raw = {"encoder": out.encoder_attentions, "decoder": out.decoder_attentions, "cross": out.cross_attentions}
+        else:
+            raw = {"decoder" if self.family == "decoder" else "encoder": out.attentions}
+        if any(not v for v in raw.values()):
+            raise ModelError(f"{self.spec} returned no attention weights", hint="is it an attention model?")
+        arrays = {k: torch.stack(list(v), dim=1).float().cpu().numpy() for k, v in raw.items()}  # (B, L, h, q, k)
+        results = []
+        for b, inputs in enumerate(batch):
+            src, src_keep = tokens_from_encoding(enc.encodings[b])
+            stacks = []
+            if dec is not None:
+                tgt, tgt_keep = self._decoder_tokens(dec.encodings[b])
+            for name, arr in arrays.items():
+                q_tokens, q_keep = (src, src_keep) if name == "encoder" or dec is None else (tgt, tgt_keep)
+                k_tokens, k_keep = (q_tokens, q_keep) if name != "cross" else (src, src_keep)
+                w = arr[b][:, :, q_keep][:, :, :, k_keep]  # drop padded rows and columns
+                stacks.append(Stack(name, q_tokens, k_tokens, w, causal=name == "decoder"))
+            results.append(AttentionResult(self.spec, inputs.text, tuple(stacks), inputs.extras(), self.precision))
+        return results
