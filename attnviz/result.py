@@ -62,8 +62,9 @@ class Stack:
     key: Tokens
     weights: np.ndarray  # float32 [layers, heads, q, k]
     causal: bool = False
-    layer_ids: tuple[int, ...] = ()  # which model layers the first axis holds (default: all)
+    layer_ids: tuple[int | str, ...] = ()  # which model layers the first axis holds, or "rollout"
     head_ids: tuple[int | str, ...] = ()  # which heads the second axis holds, or "mean"/"max"
+    notes: tuple[str, ...] = ()  # what views did that a reader must know ("rows no longer sum to 1")
 
     def __post_init__(self) -> None:
         if not self.layer_ids:
@@ -149,6 +150,7 @@ class AttentionResult:
                 "query_tokens": list(s.query.texts),
                 "key_tokens": list(s.key.texts),
                 "attention": s.weights.tolist(),
+                **({"notes": list(s.notes)} if s.notes else {}),
             }
             for s in self.stacks
         ]
