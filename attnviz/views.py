@@ -219,3 +219,40 @@ def query_index(tokens: Tokens, spec: str) -> int:
     if not -n <= index < n:
         raise SelectionError(f"query {index} does not exist: there are {n} query tokens (0..{n - 1})")
     return index % n
+
+
+AGGREGATES = ("none", "mean", "max", "rollout")
+
+
+def view(
+    result: AttentionResult,
+    layer: str = "last",
+    head: str = "all",
+    stack: str | None = None,
+    agg: str = "none",
+    hide_specials: bool = False,
+    renormalize: bool = False,
+    words: bool = False,
+    tokens: str | None = None,
+) -> AttentionResult:
+    """The one view pipeline `show` and `export` share.
+
+    Order matters: layers/heads (or rollout, which needs every layer) are taken on
+    the full matrices first; then word pieces merge, specials hide, and a token
+    window cuts — each of which would otherwise change what rollout multiplies.
+    """
+    if agg not in AGGREGATES:
+        raise SelectionError(f"unknown aggregation {agg!r}", hint=f"choose one of: {', '.join(AGGREGATES)}")
+    if agg in HEAD_AGGREGATES:
+        head = agg
+    stacks = []
+    for s in pick_stacks(result, stack):
+        s = rollout(s, "mean" if head == "all" else head) if agg == "rollout" else select_stack(s, layer, head)
+        if words:
+            s = merge_words(s)
+        if hide_specials:
+            s = hide_special(s, renormalize)
+        if tokens:
+            s = token_window(s, tokens)
+        stacks.append(s)
+    return replace(result, stacks=tuple(stacks))

@@ -153,3 +153,32 @@ def write_stdout(data: str) -> None:
     """Data goes to stdout in one write; talk goes to stderr elsewhere."""
     sys.stdout.write(data)
     sys.stdout.flush()
+
+
+VIEW_PANEL = "View"
+Agg = Annotated[
+    str,
+    typer.Option(
+        "--agg",
+        help="none, mean / max over heads, or rollout: identity added, rows renormalised, layers multiplied.",
+        rich_help_panel=VIEW_PANEL,
+    ),
+]
+HideSpecial = Annotated[
+    bool,
+    typer.Option("--hide-special", help="Hide [CLS]/[SEP]/<s>/</s>/BOS rows and columns.", rich_help_panel=VIEW_PANEL),
+]
+Renormalize = Annotated[
+    bool, typer.Option(help="With --hide-special: rescale rows to sum to 1 again.", rich_help_panel=VIEW_PANEL)
+]
+Words = Annotated[
+    bool,
+    typer.Option(
+        "--words",
+        help="Merge word pieces into words: weights summed over a word's key pieces, averaged over its query pieces.",
+        rich_help_panel=VIEW_PANEL,
+    ),
+]
+TokenWindow = Annotated[
+    str | None, typer.Option("--tokens", help="Show only tokens A:B (end exclusive).", rich_help_panel=VIEW_PANEL)
+]
