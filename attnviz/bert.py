@@ -9,7 +9,8 @@ transformers' modeling code. Weights come straight from model.safetensors.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -95,13 +96,31 @@ def _rename(key: str) -> str:
     return key
 
 
+@contextmanager
+def _uninitialised() -> Iterator[None]:
+    """Build modules with torch.empty parameters: the checkpoint overwrites every one.
+
+    Random init costs ~0.1 s for MiniLM; building on the meta device instead pulls in
+    torch._dynamo (~0.9 s). load_state_dict(strict=True) below proves nothing is left empty.
+    """
+    classes = (nn.Linear, nn.Embedding, nn.LayerNorm)
+    saved = [cls.reset_parameters for cls in classes]
+    for cls in classes:
+        cls.reset_parameters = lambda self: None  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        for cls, reset in zip(classes, saved):
+            cls.reset_parameters = reset  # type: ignore[method-assign]
+
+
 def load_encoder(folder: Path, device: torch.device, dtype: torch.dtype) -> tuple[BertEncoder, dict[str, Any]]:
-    """Build the encoder on the meta device and assign the checkpoint's tensors (no random init)."""
+    """Build the encoder without random init and assign the checkpoint's tensors."""
     from safetensors.torch import load_file
 
     try:
         cfg = json.loads((folder / "config.json").read_text())
-        with torch.device("meta"):
+        with _uninitialised():
             model = BertEncoder(cfg)
         wanted = model.state_dict().keys()
         raw = load_file(str(folder / "model.safetensors"), device=str(device))
@@ -111,7 +130,7 @@ def load_encoder(folder: Path, device: torch.device, dtype: torch.dtype) -> tupl
     missing = set(wanted) - state.keys()
     if missing:
         raise ModelError(f"{folder} lacks {len(missing)} BERT weights, e.g. {sorted(missing)[0]}")
-    model.load_state_dict(state, assign=True)
+    model.load_state_dict(state, strict=True, assign=True)
     return model.eval(), cfg
 
 
