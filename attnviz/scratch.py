@@ -9,7 +9,9 @@ Shape letters: B batch, Tq / Tk query / key length, h heads, d_k = d_model / h.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -82,6 +84,8 @@ class MultiHeadAttention(nn.Module):
         d, h = m.embed_dim, m.num_heads
         if m.kdim != d or m.vdim != d:
             raise ValueError("from_torch needs kdim == vdim == embed_dim")
+        if m.bias_k is not None or m.add_zero_attn:
+            raise ValueError("from_torch does not support add_bias_kv or add_zero_attn")
         has_bias = m.in_proj_bias is not None
         ours = cls(d, h, dropout=m.dropout, bias=has_bias)
         with torch.no_grad():
@@ -98,3 +102,33 @@ class MultiHeadAttention(nn.Module):
             if has_bias:
                 ours.out.bias.copy_(m.out_proj.bias)
         return ours
+
+    @classmethod
+    def from_bert_layer(cls, folder: str | Path, layer: int) -> MultiHeadAttention:
+        """Transplant self-attention layer `layer` of a BERT-family checkpoint folder.
+
+        Reads config.json and model.safetensors directly (transformers' names:
+        `[bert.]encoder.layer.L.attention.self.{query,key,value}`, `...attention.output.dense`).
+        """
+        from safetensors import safe_open
+
+        folder = Path(folder)
+        cfg = json.loads((folder / "config.json").read_text())
+        d, h, n = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_hidden_layers"]
+        if not 0 <= layer < n:
+            raise ValueError(f"layer {layer} does not exist: the model has {n} layers (0..{n - 1})")
+        ours = cls(d, h)
+        parts = {
+            ours.query: "attention.self.query",
+            ours.key: "attention.self.key",
+            ours.value: "attention.self.value",
+            ours.out: "attention.output.dense",
+        }
+        with safe_open(str(folder / "model.safetensors"), framework="pt") as f:
+            names = set(f.keys())
+            prefix = "bert." if f"bert.encoder.layer.{layer}.{parts[ours.query]}.weight" in names else ""
+            with torch.no_grad():
+                for linear, part in parts.items():
+                    for attr in ("weight", "bias"):
+                        getattr(linear, attr).copy_(f.get_tensor(f"{prefix}encoder.layer.{layer}.{part}.{attr}"))
+        return ours.eval()
