@@ -256,3 +256,18 @@ def view(
             s = token_window(s, tokens)
         stacks.append(s)
     return replace(result, stacks=tuple(stacks))
+
+
+def query_view(result: AttentionResult, spec: str) -> AttentionResult:
+    """Only one query token's row (by index or text, see query_index) in every stack: [L, H, 1, k]."""
+    stacks = []
+    for s in result.stacks:
+        i = query_index(s.query, spec)
+        stacks.append(
+            replace(
+                s,
+                query=s.query.take([i]),
+                weights=np.ascontiguousarray(s.weights[:, :, i : i + 1]),  # (L, H, 1, k)
+            )
+        )
+    return replace(result, stacks=tuple(stacks))

@@ -1,14 +1,17 @@
-"""`attnviz show`: attention of one or more sentences, as tables or data."""
+"""`attnviz show`: attention of one or more sentences, as heat tables, heatmaps, bars or data."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..errors import UsageError
 from .app import app
 from .options import (
+    VIEW_PANEL,
+    Agg,
     BatchSize,
     Causal,
     Device,
@@ -16,25 +19,81 @@ from .options import (
     Dtype,
     Head,
     Heads,
+    HideSpecial,
     Layer,
     Layers,
     Model,
     ModelArgs,
     Pair,
+    Renormalize,
     Seed,
     Source,
     StackOpt,
     Target,
     TextArg,
+    TokenWindow,
     Truncate,
     TrustRemoteCode,
     Weights,
+    Words,
     make_inputs,
     read_texts,
     write_stdout,
 )
 
-FORMATS = ("table", "json", "jsonl")
+if TYPE_CHECKING:
+    from ..result import AttentionResult
+
+FORMATS = ("table", "heat", "json", "jsonl", "csv", "npz")
+OUTPUT_PANEL = "Output"
+FORMAT_HELP = (
+    "table: heat tables (a heatmap when the input is too wide for one); heat: always the compact heatmap; "
+    "json: one attnviz/1 document; jsonl: one per line, one line per sentence; "
+    "csv: one row per (stack, layer, head, query, key); npz: numpy arrays (redirect it to a file)."
+)
+
+Query = Annotated[
+    str | None,
+    typer.Option(
+        "--query",
+        "-q",
+        help="One query token's weights over the keys, as bars, one block per head. "
+        "TOKEN (its text, first match) or INDEX (as shown, after --words/--hide-special/--tokens).",
+        rich_help_panel=VIEW_PANEL,
+    ),
+]
+Format = Annotated[str, typer.Option("--format", "-f", help=FORMAT_HELP, rich_help_panel=OUTPUT_PANEL)]
+Digits = Annotated[
+    int, typer.Option(min=0, max=6, help="Decimal places in tables and bars.", rich_help_panel=OUTPUT_PANEL)
+]
+
+
+def _check_flags(fmt: str, head: str, agg: str, hide_special: bool, renormalize: bool) -> None:
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown --format {fmt!r}", hint=f"choose one of: {', '.join(FORMATS)}")
+    if renormalize and not hide_special:
+        raise UsageError("--renormalize only applies with --hide-special", hint="add --hide-special")
+    if agg in ("mean", "max") and head.strip().lower() not in ("all", agg):
+        raise UsageError(f"--agg {agg} combines every head; it cannot go with --head {head}", hint="drop one of them")
+    if fmt == "npz" and sys.stdout.isatty():
+        raise UsageError(
+            "npz is binary and stdout is a terminal", hint="redirect it to a file: ... --format npz > a.npz"
+        )
+
+
+def _print_terminal(shown: list[AttentionResult], fmt: str, digits: int, query: str | None) -> None:
+    from rich.console import Console
+    from rich.text import Text
+
+    from ..render import bars, table
+
+    console = Console()  # colour only on a terminal (or FORCE_COLOR); NO_COLOR respected
+    for n, result in enumerate(shown):
+        if len(shown) > 1:
+            if n:
+                console.print()
+            console.print(Text(f"» {result.text}", style="bold reverse", no_wrap=True, overflow="ellipsis"))
+        console.print(bars.render(result, digits) if query is not None else table.render(result, digits, fmt))
 
 
 @app.command()
@@ -44,8 +103,14 @@ def show(
     layer: Layer = "last",
     head: Head = "all",
     stack: StackOpt = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help=f"One of: {', '.join(FORMATS)}.")] = "table",
-    digits: Annotated[int, typer.Option(min=0, max=6, help="Decimal places in tables.")] = 2,
+    agg: Agg = "none",
+    hide_special: HideSpecial = False,
+    renormalize: Renormalize = False,
+    words: Words = False,
+    tokens: TokenWindow = None,
+    query: Query = None,
+    fmt: Format = "table",
+    digits: Digits = 2,
     pair: Pair = None,
     target: Target = None,
     source: Source = None,
@@ -61,33 +126,32 @@ def show(
     causal: Causal = False,
     weights: Weights = None,
 ) -> None:
-    """Show attention weights: heat tables in the terminal, or JSON for pipelines."""
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown --format {fmt!r}", hint=f"choose one of: {', '.join(FORMATS)}")
+    """Show attention weights: every head of the last layer as heat tables, or data for pipelines."""
+    _check_flags(fmt, head, agg, hide_special, renormalize)  # before reading stdin: a typo should not wait
     texts = read_texts(text)
-    if fmt == "json" and len(texts) > 1:
+    if fmt in ("json", "npz") and len(texts) > 1:
         raise UsageError(
-            f"{len(texts)} sentences on standard input but --format json prints one document", hint="use --format jsonl"
+            f"{len(texts)} sentences on standard input but --format {fmt} holds one", hint="use --format jsonl or csv"
         )
     args = ModelArgs(model, device, dtype, trust_remote_code, layers, d_model, heads, seed, causal, weights)
     from ..api import run_batch
-    from ..views import select
+    from ..views import query_view, view
 
     results = run_batch(args.load(), make_inputs(texts, pair, target, source), batch_size=batch_size, truncate=truncate)
-    selected = [select(r, layer, head, stack) for r in results]
+    shown = [view(r, layer, head, stack, agg, hide_special, renormalize, words, tokens) for r in results]
+    if query is not None:
+        shown = [query_view(r, query) for r in shown]
+    if fmt in ("table", "heat"):
+        _print_terminal(shown, fmt, digits, query)
+        return
+    from ..render import data
+
     if fmt == "json":
-        from ..render.data import to_json
-
-        write_stdout(to_json(selected[0]) + "\n")
+        write_stdout(data.to_json(shown[0]) + "\n")
     elif fmt == "jsonl":
-        from ..render.data import to_jsonl
-
-        write_stdout(to_jsonl(selected))
+        write_stdout(data.to_jsonl(shown))
+    elif fmt == "csv":
+        write_stdout(data.to_csv(shown))
     else:
-        from rich.console import Console
-
-        from ..render.table import render
-
-        console = Console()
-        for r in selected:
-            console.print(render(r, digits))
+        sys.stdout.buffer.write(data.to_npz(shown[0]))
+        sys.stdout.buffer.flush()

@@ -1,28 +1,237 @@
-"""Rich tables of attention weights: rows are query tokens, columns key tokens."""
+"""Heat tables: rows are query tokens, columns key tokens, each cell shaded by its weight.
+
+`render(result)` returns one renderable that picks its layout when it is printed,
+from the console's width: one full-size table per matrix when it fits, else compact
+tables (no leading zero, shorter headers), else the half-block heatmap of heat.py.
+Many matrices (every head of a layer) are laid out as a grid that wraps to the width.
+Rich never gets the chance to wrap a table: every line is built to fit.
+"""
 
 from __future__ import annotations
 
-from rich.console import Group, RenderableType
-from rich.table import Table
+import numpy as np
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.text import Text
 
-from ..result import AttentionResult, Stack
+from ..result import AttentionResult, Stack, Tokens
+from . import heat
+from .term import MARK, SHADES, boundary, cell_style, fit, has_color, legend, note_lines, scale_top, side_by_side
 
-
-def stack_tables(stack: Stack, digits: int = 2) -> list[Table]:
-    """One table per (layer, head) of an already-selected stack."""
-    tables = []
-    for li, layer in enumerate(stack.layer_ids):
-        for hi, head in enumerate(stack.head_ids):
-            table = Table(title=f"{stack.name} · layer {layer} · head {head}", show_lines=False)
-            table.add_column("query \\ key", style="bold")
-            for tok in stack.key.texts:
-                table.add_column(tok, justify="right")
-            for qi, tok in enumerate(stack.query.texts):
-                row = stack.weights[li, hi, qi]
-                table.add_row(tok, *(f"{v:.{digits}f}" for v in row))
-            tables.append(table)
-    return tables
+FULL_HEADER_CELLS = 10  # a full-size table widens a column for a key token up to this
+FULL_LABEL_CELLS = 14
+COMPACT_LABEL_CELLS = 8
+STYLES = ("table", "heat")
 
 
-def render(result: AttentionResult, digits: int = 2) -> RenderableType:
-    return Group(*(t for s in result.stacks for t in stack_tables(s, digits)))
+def format_value(v: float, digits: int, compact: bool) -> str:
+    """'0.50' (full) or '.50' (compact; '1' for a weight that rounds to 1)."""
+    s = f"{v:.{digits}f}"
+    if compact and digits:
+        if s.startswith("0."):
+            s = s[1:]
+        elif s.startswith("1."):
+            s = s[:-1]  # '1.0' keeps the width of '.99'
+            s = s.rstrip(".")
+    return s
+
+
+def _value_cells(digits: int, compact: bool) -> int:
+    return 1 if digits == 0 else digits + (1 if compact else 2)
+
+
+def _column_widths(key: Tokens, digits: int, compact: bool) -> list[int]:
+    cell = _value_cells(digits, compact) + 2  # a space, the value, the marker slot
+    if compact:
+        return [cell] * len(key)
+    return [max(cell, min(cell_len(t), FULL_HEADER_CELLS) + 1) for t in key.texts]
+
+
+def _label_width(query: Tokens, compact: bool) -> int:
+    cap = COMPACT_LABEL_CELLS if compact else FULL_LABEL_CELLS
+    return max(1, min(max((cell_len(t) for t in query.texts), default=1), cap))
+
+
+def table_width(query: Tokens, key: Tokens, digits: int, compact: bool) -> int:
+    """Cells one table takes, label column and sentence boundary included."""
+    cut = boundary(key.segments) if key.segments else None
+    return _label_width(query, compact) + 1 + sum(_column_widths(key, digits, compact)) + (cut is not None)
+
+
+def table_block(
+    w: np.ndarray,  # (q, k)
+    query: Tokens,
+    key: Tokens,
+    vmax: float,
+    digits: int = 2,
+    compact: bool = False,
+    title: str = "",
+) -> list[Text]:
+    """One heat table as lines of text; the strongest cell of each row bold and marked ◂."""
+    widths = _column_widths(key, digits, compact)
+    lw = _label_width(query, compact)
+    kb = boundary(key.segments) if key.segments else None
+    qb = boundary(query.segments) if query.segments else None
+    lines: list[Text] = []
+    if title:
+        lines.append(Text(fit(title, table_width(query, key, digits, compact)).rstrip(), style="bold"))
+    header = Text(" " * (lw + 1))
+    room = True  # whether the previous header left a blank before this one
+    for j, (tok, cw) in enumerate(zip(key.texts, widths)):
+        if j == kb:
+            header.append("│", style="dim")
+            room = True
+        header.append(_header_cell(tok, cw, compact, key.is_special(j), room))
+        room = header.plain.endswith(" ")
+    lines.append(header)
+    for i, tok in enumerate(query.texts):
+        if i == qb:
+            rule = Text("─" * (lw + 1), style="dim")
+            for j, cw in enumerate(widths):
+                rule.append(("┼" if j == kb else "") + "─" * cw, style="dim")
+            lines.append(rule)
+        row = w[i]
+        strongest = int(np.argmax(row)) if row.size else -1
+        line = Text(fit(tok, lw) + " ", style="dim" if query.is_special(i) else "")
+        for j, cw in enumerate(widths):
+            if j == kb:
+                line.append("│", style="dim")
+            top = j == strongest
+            value = format_value(float(row[j]), digits, compact)
+            line.append(
+                value.rjust(cw - 1) + (MARK if top else " "),
+                style=cell_style(float(row[j]) / vmax, bold=top),
+            )
+        lines.append(line)
+    return lines
+
+
+def _header_cell(tok: str, cw: int, compact: bool, special: bool, room: bool) -> Text:
+    """A key token right-aligned over its values; never touching its left neighbour."""
+    if compact and special and cell_len(tok) >= cw:
+        tok = tok.strip("[]<>")  # [CLS] → CLS: the brackets cost a compact column its room
+    style = "dim bold" if special else "bold"
+    if compact and room and cell_len(tok) == cw:
+        return Text(tok, style=style)
+    shown = fit(tok, cw - 1).rstrip()
+    if not room and cell_len(shown) == cw - 1:
+        shown = " " + fit(tok, cw - 2).rstrip()
+    return Text(shown.rjust(cw - 1) + " ", style=style)
+
+
+def _heading(stack: Stack, li: int | None, hi: int | None) -> str:
+    parts = [stack.name]
+    if li is not None:
+        layer = stack.layer_ids[li]
+        parts.append("rollout" if layer == "rollout" else f"layer {layer}")
+    if hi is not None:
+        head = stack.head_ids[hi]
+        parts.append(f"{head} of heads" if isinstance(head, str) else f"head {head}")
+    return " · ".join(parts)
+
+
+def _block_title(stack: Stack, li: int, hi: int, by_layer: bool) -> str:
+    if by_layer:
+        layer = stack.layer_ids[li]
+        return "rollout" if layer == "rollout" else f"layer {layer}"
+    head = stack.head_ids[hi]
+    return f"{head} of heads" if isinstance(head, str) else f"head {head}"
+
+
+class AttentionView:
+    """Every stack of a (selected) result, drawn to fit the console it is printed on."""
+
+    def __init__(self, result: AttentionResult, digits: int = 2, style: str = "table") -> None:
+        if style not in STYLES:
+            raise ValueError(f"style must be one of {STYLES}")
+        self.result, self.digits, self.style = result, digits, style
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width
+        for n, stack in enumerate(self.result.stacks):
+            if n:
+                yield Text("")
+            for line in stack_lines(stack, width, has_color(console), self.digits, self.style):
+                line.no_wrap, line.overflow = True, "crop"
+                yield line
+
+
+def _layout(stack: Stack, width: int, digits: int, style: str) -> str:
+    """'full', 'compact' or 'heat': the most readable layout whose one block fits `width`."""
+    if style == "heat":
+        return "heat"
+    single = stack.layers * stack.heads == 1
+    if single and table_width(stack.query, stack.key, digits, compact=False) <= width:
+        return "full"
+    if table_width(stack.query, stack.key, digits, compact=True) <= width:
+        return "compact"
+    return "heat"
+
+
+def stack_lines(stack: Stack, width: int, color: bool, digits: int = 2, style: str = "table") -> list[Text]:
+    """Headings, tables or heatmaps (a grid when there are many), legend and notes of one stack."""
+    vmax = scale_top(float(stack.weights.max()) if stack.weights.size else 0.0)
+    layout = _layout(stack, width, digits, style)
+    by_layer = stack.heads == 1 and stack.layers > 1
+
+    def block(li: int, hi: int, title: str) -> list[Text]:
+        w = stack.weights[li, hi]  # (q, k)
+        if layout == "heat":
+            return heat.heat_block(w, stack.query, stack.key, vmax, width, color, title)
+        return table_block(w, stack.query, stack.key, vmax, digits, layout == "compact", title)
+
+    lines: list[Text] = []
+    if stack.layers * stack.heads == 1:
+        lines.append(Text(fit(_heading(stack, 0, 0), width).rstrip(), style="bold"))
+        lines += block(0, 0, "")
+    elif by_layer:
+        lines.append(Text(fit(f"{_heading(stack, None, 0)} · {stack.layers} layers", width).rstrip(), style="bold"))
+        lines += side_by_side([block(li, 0, _block_title(stack, li, 0, True)) for li in range(stack.layers)], width)
+    else:
+        for li in range(stack.layers):
+            if li:
+                lines.append(Text(""))
+            heading = f"{_heading(stack, li, None)} · {stack.heads} heads"
+            lines.append(Text(fit(heading, width).rstrip(), style="bold"))
+            blocks = [block(li, hi, _block_title(stack, li, hi, False)) for hi in range(stack.heads)]
+            lines += side_by_side(blocks, width)
+    lines.append(Text(""))
+    lines += _legend_lines(stack, layout, style, vmax, width, color, digits)
+    return lines
+
+
+def _legend_lines(
+    stack: Stack, layout: str, style: str, vmax: float, width: int, color: bool, digits: int
+) -> list[Text]:
+    q, k = stack.weights.shape[2:]
+    lines: list[Text] = []
+    if layout == "heat":
+        ramp = Text("weight ")
+        if color:
+            ramp.append(f"{0:.{digits}f} ")
+            for i in range(16):
+                ramp.append(" ", style=cell_style(i / 15))
+            ramp.append(f" {vmax:.{digits}f}")
+        else:
+            ramp.append(f"{0:.{digits}f} {SHADES} {vmax:.{digits}f}")
+        ramp.append(" · rows: query tokens, columns: key tokens")
+        lines.append(ramp)
+        pooled = heat.pooled_note(q, k, width)
+        if pooled:
+            lines.append(Text(pooled))
+        if style == "table":
+            lines.append(Text(f"{k} tokens are too many for a table {width} columns wide; --tokens A:B shows a window"))
+        if heat.same_tokens(stack.query, stack.key):
+            lines += heat.token_legend(stack.query, width, "tokens")
+        else:
+            lines += heat.token_legend(stack.query, width, "queries")
+            lines += heat.token_legend(stack.key, width, "keys")
+    else:
+        lines.append(legend(vmax, digits, color, "rows: query tokens, columns: key tokens"))
+    lines += note_lines(stack.notes, width)
+    return [ln if ln.cell_len <= width else ln[:width] for ln in lines]
+
+
+def render(result: AttentionResult, digits: int = 2, style: str = "table") -> RenderableType:
+    """The result's stacks as heat tables ('table': heatmaps when too wide) or heatmaps ('heat')."""
+    return AttentionView(result, digits, style)

@@ -1,0 +1,113 @@
+"""`--query`: one query token's weights over the keys as horizontal bars, one block per head.
+
+Bars share one scale across the blocks (the longest bar is the largest weight shown),
+so heads compare at a glance. Long inputs show each head's strongest keys only, in
+token order, and say how much weight the rest carry.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.text import Text
+
+from ..result import AttentionResult, Stack
+from .term import EIGHTHS, MARK, boundary, fg_style, fit, has_color, note_lines, scale_top, side_by_side
+
+BAR_CELLS = 16
+LABEL_CELLS = 10
+MAX_KEYS = 24  # more keys than this: show the strongest TOP_KEYS of each head
+TOP_KEYS = 16
+
+
+def bar(fraction: float, cells: int) -> str:
+    """A bar `fraction` of `cells` long, in eighths of a cell."""
+    eighths = round(min(max(fraction, 0.0), 1.0) * cells * 8)
+    full, part = divmod(eighths, 8)
+    return ("█" * full + (EIGHTHS[part] if part else "")).ljust(cells)
+
+
+def bars_block(
+    row: np.ndarray,  # (k,) one query's weights
+    stack: Stack,
+    vmax: float,
+    digits: int,
+    title: str,
+    color: bool,
+) -> list[Text]:
+    """Title, then one line per key: token, bar, value (◂ on the strongest)."""
+    k = row.shape[0]
+    keep = list(range(k))
+    if k > MAX_KEYS:
+        keep = sorted(np.argsort(-row, kind="stable")[:TOP_KEYS].tolist())
+    lw = max(1, min(max((cell_len(stack.key.texts[j]) for j in keep), default=1), LABEL_CELLS))
+    vw = len(f"{1:.{digits}f}")
+    strongest = int(np.argmax(row))
+    cut = boundary(stack.key.segments) if stack.key.segments else None
+    lines = [Text(title, style="bold")]
+    previous = -1
+    for j in keep:
+        if cut is not None and previous < cut <= j:
+            lines.append(Text("┄" * (lw + 2 + BAR_CELLS + vw), style="dim"))  # sentence A | sentence B
+        if previous >= 0 and j > previous + 1 and k > MAX_KEYS:
+            lines.append(Text(fit("⋮", lw), style="dim"))
+        top = j == strongest
+        v = float(row[j])
+        line = Text(fit(stack.key.texts[j], lw) + " ", style="dim" if stack.key.is_special(j) else "")
+        line.append(bar(v / vmax, BAR_CELLS), style=fg_style(0.25 + 0.75 * v / vmax) if color else "")
+        line.append(" " + f"{v:.{digits}f}".rjust(vw) + (MARK if top else ""), style="bold" if top else "")
+        lines.append(line)
+        previous = j
+    if len(keep) < k:
+        rest = float(row.sum() - row[keep].sum())
+        lines.append(Text(f"{k - len(keep)} more keys share {rest:.{digits}f}", style="dim"))
+    return lines
+
+
+def _title(stack: Stack, li: int, hi: int) -> str:
+    layer, head = stack.layer_ids[li], stack.head_ids[hi]
+    parts = []
+    if stack.layers > 1 or layer == "rollout":
+        parts.append("rollout" if layer == "rollout" else f"layer {layer}")
+    parts.append(f"{head} of heads" if isinstance(head, str) else f"head {head}")
+    return " · ".join(parts)
+
+
+def stack_bar_lines(stack: Stack, width: int, color: bool, digits: int = 2) -> list[Text]:
+    """Bars of every (layer, head) of a stack that holds exactly one query row."""
+    vmax = scale_top(float(stack.weights.max()) if stack.weights.size else 0.0)
+    q = stack.query.texts[0]
+    layers = sorted({str(x) for x in stack.layer_ids}) if stack.layers > 1 else [str(stack.layer_ids[0])]
+    where = "rollout" if stack.layer_ids == ("rollout",) else "layer " + ", ".join(layers)
+    lines = [Text(fit(f"{stack.name} · {where} · query {q!r}: its weight on each key", width).rstrip(), style="bold")]
+    blocks = [
+        bars_block(stack.weights[li, hi, 0], stack, vmax, digits, _title(stack, li, hi), color)
+        for li in range(stack.layers)
+        for hi in range(stack.heads)
+    ]
+    lines += side_by_side(blocks, width)
+    lines.append(Text(""))
+    lines.append(Text(f"full bar = {vmax:.{digits}f} · {MARK} strongest key"))
+    lines += note_lines(stack.notes, width)
+    return lines
+
+
+class QueryBars:
+    """A one-query result drawn as bars that fit the console."""
+
+    def __init__(self, result: AttentionResult, digits: int = 2) -> None:
+        self.result, self.digits = result, digits
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for n, stack in enumerate(self.result.stacks):
+            if n:
+                yield Text("")
+            for line in stack_bar_lines(stack, options.max_width, has_color(console), self.digits):
+                line.no_wrap, line.overflow = True, "crop"
+                yield line
+
+
+def render(result: AttentionResult, digits: int = 2) -> RenderableType:
+    """Bars for a result whose stacks each hold one query row (see views.query_view)."""
+    return QueryBars(result, digits)

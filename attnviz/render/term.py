@@ -1,0 +1,156 @@
+"""Terminal drawing helpers shared by the table, heatmap and bar renderers.
+
+A perceptual colour scale (viridis, truecolor; rich falls back to 256/16 colours on
+its own), text that stays readable on every shade, cell-width fitting, and a
+side-by-side layout that never exceeds the console width.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from rich.cells import cell_len, set_cell_size
+from rich.color import Color
+from rich.console import Console
+from rich.style import Style
+from rich.text import Text
+
+# viridis sampled at 11 even stops (matplotlib's values, rounded): perceptually uniform,
+# readable for the common colour-vision deficiencies, dark = low and bright = high
+VIRIDIS = (
+    (68, 1, 84),
+    (72, 36, 117),
+    (65, 68, 135),
+    (53, 95, 141),
+    (42, 120, 142),
+    (33, 145, 140),
+    (34, 168, 132),
+    (68, 191, 112),
+    (122, 209, 81),
+    (189, 223, 38),
+    (253, 231, 37),
+)
+MARK = "◂"  # after the strongest value of a row: findable without colour
+SHADES = "·░▒▓█"  # colourless heatmap ramp, low → high
+EIGHTHS = " ▏▎▍▌▋▊▉█"  # bar ends at 1/8 cell resolution
+
+
+def rgb(t: float) -> tuple[int, int, int]:
+    """The scale's colour at t in [0, 1] (clamped), linear between the stops."""
+    t = min(max(t, 0.0), 1.0) * (len(VIRIDIS) - 1)
+    i = min(int(t), len(VIRIDIS) - 2)
+    f = t - i
+    a, b = VIRIDIS[i], VIRIDIS[i + 1]
+    return (round(a[0] + (b[0] - a[0]) * f), round(a[1] + (b[1] - a[1]) * f), round(a[2] + (b[2] - a[2]) * f))
+
+
+def _luminance(c: tuple[int, int, int]) -> float:
+    def lin(v: int) -> float:
+        s = v / 255
+        return s / 12.92 if s <= 0.04045 else ((s + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * lin(c[0]) + 0.7152 * lin(c[1]) + 0.0722 * lin(c[2])
+
+
+def cell_style(t: float, bold: bool = False) -> Style:
+    """Background from the scale, black or white text, whichever contrasts more."""
+    bg = rgb(t)
+    # 0.179 is where black and white text have equal WCAG contrast on the background
+    fg = (0, 0, 0) if _luminance(bg) > 0.179 else (255, 255, 255)
+    return Style(color=Color.from_rgb(*fg), bgcolor=Color.from_rgb(*bg), bold=bold)
+
+
+def fg_style(t: float) -> Style:
+    return Style(color=Color.from_rgb(*rgb(t)))
+
+
+def has_color(console: Console) -> bool:
+    return console.color_system is not None and not console.no_color
+
+
+def fit(text: str, width: int, right: bool = False) -> str:
+    """`text` cut to `width` cells (with …) and padded to exactly `width` cells."""
+    text = "".join(ch if ch.isprintable() else "�" for ch in text)
+    if width <= 0:
+        return ""
+    if cell_len(text) > width:
+        text = set_cell_size(text, width - 1) + "…"
+    pad = " " * (width - cell_len(text))
+    return pad + text if right else text + pad
+
+
+def scale_top(weights_max: float) -> float:
+    """The value the brightest colour stands for: the largest weight shown (never 0)."""
+    return weights_max if weights_max > 0 and math.isfinite(weights_max) else 1.0
+
+
+def legend(vmax: float, digits: int, color: bool, extra: str = "") -> Text:
+    """'0.00 ▕gradient▏ 0.62' plus what the marker means."""
+    text = Text()
+    if color:
+        text.append("weight ")
+        text.append(f"{0:.{digits}f} ")
+        for i in range(16):
+            text.append(" ", style=cell_style(i / 15))
+        text.append(f" {vmax:.{digits}f}")
+        text.append("  ")
+    text.append(f"{MARK} strongest key in each row")
+    if extra:
+        text.append(f" · {extra}")
+    return text
+
+
+def note_lines(notes: Sequence[str], width: int) -> list[Text]:
+    return [Text(fit(f"note: {n}", width).rstrip(), style="italic") for n in notes]
+
+
+def pad_line(line: Text, width: int) -> Text:
+    out = line.copy()
+    if out.cell_len < width:
+        out.append(" " * (width - out.cell_len))
+    elif out.cell_len > width:
+        out.truncate(width)
+    return out
+
+
+def block_width(block: Sequence[Text]) -> int:
+    return max((line.cell_len for line in block), default=0)
+
+
+def side_by_side(blocks: Sequence[Sequence[Text]], width: int, gap: int = 3) -> list[Text]:
+    """Blocks of lines laid left to right, wrapping to a new row when the next would not fit."""
+    rows: list[list[Sequence[Text]]] = []
+    used = 0
+    for block in blocks:
+        w = block_width(block)
+        if rows and used + gap + w <= width:
+            rows[-1].append(block)
+            used += gap + w
+        else:
+            rows.append([block])
+            used = w
+    lines: list[Text] = []
+    for r, row in enumerate(rows):
+        if r:
+            lines.append(Text(""))
+        widths = [block_width(b) for b in row]
+        for i in range(max(len(b) for b in row)):
+            line = Text()
+            for j, block in enumerate(row):
+                part = block[i] if i < len(block) else Text("")
+                if j:
+                    line.append(" " * gap)
+                line.append_text(pad_line(part, widths[j]) if j < len(row) - 1 else part)
+            if line.cell_len > width:
+                line.truncate(width)
+            lines.append(line)
+    return lines
+
+
+def boundary(segments: Sequence[int]) -> int | None:
+    """Index of the first token of sentence B, or None for a single sentence."""
+    for i in range(1, len(segments)):
+        if segments[i] != segments[i - 1]:
+            return i
+    return None
