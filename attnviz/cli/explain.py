@@ -1,0 +1,85 @@
+"""`attnviz explain`: one attention layer, computed and shown step by step."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from ..errors import UsageError
+from .app import app
+from .options import Causal, DModel, Heads, Layers, Seed, Source, Weights, read_texts, write_stdout
+
+FORMATS = ("table", "json")
+LESSON_PANEL = "Lesson"
+
+
+@app.command()
+def explain(
+    text: Annotated[
+        str, typer.Argument(help="The sentence to walk through (a few words read best), or - for one line on stdin.")
+    ],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="scratch (default: 512 wide, 8 heads — the classic example), minilm, or a BERT model folder.",
+        ),
+    ] = "scratch",
+    layer: Annotated[
+        int,
+        typer.Option("--layer", "-l", help="Which layer to walk (0-based, -1 = last).", rich_help_panel=LESSON_PANEL),
+    ] = 0,
+    head: Annotated[
+        int, typer.Option("--head", help="Which head the value tables show.", rich_help_panel=LESSON_PANEL)
+    ] = 0,
+    query: Annotated[
+        str | None,
+        typer.Option(
+            "--query",
+            "-q",
+            help="Query token for the pooling view: index or text (default: the last).",
+            rich_help_panel=LESSON_PANEL,
+        ),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table (the lesson) or json (every tensor).")] = "table",
+    digits: Annotated[int, typer.Option(min=0, max=6, help="Decimal places in tables.")] = 2,
+    source: Source = None,
+    layers: Layers = 1,
+    d_model: DModel = 512,
+    heads: Heads = 8,
+    seed: Seed = 0,
+    causal: Causal = False,
+    weights: Weights = None,
+) -> None:
+    """Walk one attention layer step by step: X, Q/K/V, head split, scores, √d_k, mask, softmax, weighted sum, output.
+
+    Without --model it runs the scratch model (d_model 512, 8 heads), so "I have a dream"
+    shows (1, 4, 512) → (1, 4, 8, 64) → (1, 8, 4, 64). With --model minilm --layer N it
+    transplants that layer of the embedded model and checks the weights against transformers.
+    """
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown --format {fmt!r}", hint=f"choose one of: {', '.join(FORMATS)}")
+    if model != "scratch" and (causal or weights or source is not None):
+        raise UsageError("--causal, --weights and --source are for the scratch model", hint="add --model scratch")
+    from ..explain import explain as walk
+    from ..models import LoadOptions
+
+    options = LoadOptions(
+        device="cpu", layers=layers, d_model=d_model, heads=heads, seed=seed, causal=causal, weights=weights
+    )
+    texts = read_texts(text)
+    if len(texts) > 1:
+        raise UsageError(f"{len(texts)} sentences on standard input; explain walks one", hint="pipe in a single line")
+    lesson = walk(texts[0], model, layer=layer, head=head, query=query, source=source, options=options)
+    if fmt == "json":
+        write_stdout(json.dumps(lesson.to_json(), ensure_ascii=False) + "\n")
+        return
+    from rich.console import Console
+
+    from ..render.explain import render
+
+    console = Console()
+    console.print(render(lesson, width=console.width, digits=digits))
