@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .encoding import tokens_from_encoding
+from .encoding import tokens_from_encoding, truncation_warnings
 from .errors import ModelError
 from .models import Inputs, LoadOptions, ModelInfo, check_length, resolve_device, resolve_dtype
 from .result import AttentionResult, Stack, Tokens
@@ -103,15 +103,15 @@ def _uninitialised() -> Iterator[None]:
     Random init costs ~0.1 s for MiniLM; building on the meta device instead pulls in
     torch._dynamo (~0.9 s). load_state_dict(strict=True) below proves nothing is left empty.
     """
-    classes = (nn.Linear, nn.Embedding, nn.LayerNorm)
-    saved = [cls.reset_parameters for cls in classes]
-    for cls in classes:
-        cls.reset_parameters = lambda self: None  # type: ignore[method-assign]
+    classes: tuple[type[nn.Module], ...] = (nn.Linear, nn.Embedding, nn.LayerNorm)
+    saved = [module.reset_parameters for module in classes]  # type: ignore[attr-defined]
+    for module in classes:
+        module.reset_parameters = lambda self: None  # type: ignore[attr-defined]
     try:
         yield
     finally:
-        for cls, reset in zip(classes, saved):
-            cls.reset_parameters = reset  # type: ignore[method-assign]
+        for module, reset in zip(classes, saved):
+            module.reset_parameters = reset  # type: ignore[attr-defined]
 
 
 def load_encoder(folder: Path, device: torch.device, dtype: torch.dtype) -> tuple[BertEncoder, dict[str, Any]]:
@@ -198,5 +198,8 @@ class BertBackend:
             n = len(enc.ids)
             tokens, _ = tokens_from_encoding(enc)
             stack = Stack("encoder", tokens, tokens, stacked[b, :, :, :n, :n].copy())
-            results.append(AttentionResult(self.info.name, inputs.text, (stack,), inputs.extras(), self.precision))
+            warnings = truncation_warnings(enc)
+            results.append(
+                AttentionResult(self.info.name, inputs.text, (stack,), inputs.extras(), self.precision, warnings)
+            )
         return results

@@ -34,3 +34,12 @@ def tokens_from_encoding(enc: Any) -> tuple[Tokens, list[int]]:
 def _word_id(enc: Any, i: int) -> int | None:
     """Word index of token i; views merge *consecutive* pieces sharing one (pairs restart at 0)."""
     return None if enc.special_tokens_mask[i] else enc.word_ids[i]
+
+
+def truncation_warnings(*encodings: Any) -> tuple[str, ...]:
+    """One warning per sequence the tokenizer cut (its overflow is what was dropped)."""
+    return tuple(
+        f"{what} truncated to {sum(enc.attention_mask)} tokens (the model's maximum)"
+        for what, enc in zip(("input", "target"), encodings)
+        if enc is not None and enc.overflowing
+    )

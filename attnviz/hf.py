@@ -12,10 +12,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .encoding import tokens_from_encoding
+from .encoding import tokens_from_encoding, truncation_warnings
 from .errors import ModelError
 from .models import Inputs, LoadOptions, ModelInfo, check_length, resolve_device, resolve_dtype
 from .result import AttentionResult, Stack, Tokens
+from .sources import Source
 
 _DECODER_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
@@ -50,27 +51,29 @@ def _max_positions(config: Any, tokenizer: Any) -> int | None:
 class HFBackend:
     """A transformers model loaded with AutoModel (no task head) in eval mode."""
 
-    def __init__(self, spec: str, options: LoadOptions) -> None:
+    def __init__(self, spec: str, source: Source, options: LoadOptions) -> None:
+        trust = options.trust_remote_code
+        self.device = resolve_device(options.device)
         from transformers import AutoConfig, AutoModel, AutoTokenizer
         from transformers.utils import logging
 
         logging.set_verbosity_error()  # load reports and progress bars are noise on our stderr
         logging.disable_progress_bar()
-
-        self.device = resolve_device(options.device)
-        trust = options.trust_remote_code
+        common: dict[str, Any] = dict(trust_remote_code=trust, local_files_only=source.local_files_only)
         try:
-            config = AutoConfig.from_pretrained(spec, trust_remote_code=trust)
-            self.tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust)
+            config = AutoConfig.from_pretrained(source.location, **common)
+            self.tokenizer = AutoTokenizer.from_pretrained(source.location, **common)
+            # safetensors first; a .bin checkpoint goes through torch.load(weights_only=True)
             self.model = AutoModel.from_pretrained(
-                spec,
+                source.location,
                 config=config,
                 attn_implementation="eager",
                 dtype=resolve_dtype(options.dtype),
-                trust_remote_code=trust,
+                **common,
             )
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelError(f"cannot load model {spec!r}: {str(exc).splitlines()[0]}") from exc
+        except Exception as exc:  # a boundary: transformers raises many types for bad folders
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ModelError(f"cannot load model {spec!r}: {first[:300]}") from exc
         self.model.to(self.device).eval()
         self.config = config
         self.family = _family(config)
@@ -166,17 +169,23 @@ class HFBackend:
             ).to(self.device)
         try:
             out = self.model(**model_inputs, output_attentions=True)
+        except TypeError as exc:  # e.g. a model whose forward() has no output_attentions
+            raise ModelError(f"{self.spec} ({type(self.model).__name__}) gives no attention weights: {exc}") from exc
         except (RuntimeError, ValueError, IndexError) as exc:
             raise ModelError(f"{self.spec}: the forward pass failed: {str(exc).splitlines()[0]}") from exc
         return self._results(batch, enc, dec, out)
 
     def _results(self, batch: Sequence[Inputs], enc: Any, dec: Any, out: Any) -> list[AttentionResult]:
         if self.family == "encoder-decoder":
-            raw = {"encoder": out.encoder_attentions, "decoder": out.decoder_attentions, "cross": out.cross_attentions}
+            names = {"encoder": "encoder_attentions", "decoder": "decoder_attentions", "cross": "cross_attentions"}
         else:
-            raw = {"decoder" if self.family == "decoder" else "encoder": out.attentions}
+            names = {"decoder" if self.family == "decoder" else "encoder": "attentions"}
+        raw: dict[str, Any] = {stack: getattr(out, field, None) for stack, field in names.items()}
         if any(not v for v in raw.values()):
-            raise ModelError(f"{self.spec} returned no attention weights", hint="is it an attention model?")
+            raise ModelError(
+                f"{self.spec} ({type(self.model).__name__}) gives no attention weights: it has no attention layers",
+                hint="attnviz shows attention models: BERT, GPT-2, LLaMA, BART, T5 and their kin",
+            )
         arrays = {k: torch.stack(list(v), dim=1).float().cpu().numpy() for k, v in raw.items()}  # (B, L, h, q, k)
         results = []
         for b, inputs in enumerate(batch):
@@ -189,5 +198,8 @@ class HFBackend:
                 k_tokens, k_keep = (q_tokens, q_keep) if name != "cross" else (src, src_keep)
                 w = arr[b][:, :, q_keep][:, :, :, k_keep]  # drop padded rows and columns
                 stacks.append(Stack(name, q_tokens, k_tokens, w, causal=name == "decoder"))
-            results.append(AttentionResult(self.spec, inputs.text, tuple(stacks), inputs.extras(), self.precision))
+            warnings = truncation_warnings(enc.encodings[b], dec.encodings[b] if dec is not None else None)
+            results.append(
+                AttentionResult(self.spec, inputs.text, tuple(stacks), inputs.extras(), self.precision, warnings)
+            )
         return results

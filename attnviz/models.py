@@ -103,9 +103,12 @@ def load(spec: str = DEFAULT_MODEL, options: LoadOptions | None = None) -> Backe
         from .bert import BertBackend
 
         return BertBackend(minilm_folder(), MINILM_NAME, options)
+    from .sources import resolve
+
+    source = resolve(spec, options.trust_remote_code)  # before importing torch: bad specs fail in ~0.1 s
     from .hf import HFBackend
 
-    return HFBackend(spec, options)
+    return HFBackend(spec, source, options)
 
 
 def minilm_folder() -> Path:

@@ -111,6 +111,7 @@ class AttentionResult:
     stacks: tuple[Stack, ...]
     inputs: dict[str, str] = field(default_factory=dict)  # pair / target / source texts
     precision: str = "float32"  # the dtype the model ran in; weights are float32 regardless
+    warnings: tuple[str, ...] = ()  # for the user's stderr, e.g. "input truncated to 512 tokens"
 
     def validate(self) -> AttentionResult:
         """Check every stack once (see Stack.validate); returns self for chaining."""

@@ -78,7 +78,7 @@ def test_tokens_json():
         (["show", "   "], 1, "error: the text is empty"),
         (["show", "hi", "--layer", "9"], 1, "error: layer 9 does not exist: this model has 6 layers (0..5)"),
         (["show", "hi", "--format", "xml"], 2, "error: unknown --format 'xml'"),
-        (["show", "hi", "--model", "/nonexistent/folder"], 1, "error: cannot load model"),
+        (["show", "hi", "--model", "/nonexistent/folder"], 1, "error: model folder /nonexistent/folder does not exist"),
     ],
 )
 def test_errors_are_one_clear_line(args, code, message):

@@ -51,8 +51,6 @@ def _say(kind: str, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and map every outcome to an exit code."""
-    import click
-
     from . import commands  # noqa: F401  (registers the commands)
 
     command = typer.main.get_command(app)
@@ -65,20 +63,30 @@ def main(argv: list[str] | None = None) -> None:
         if exc.hint:
             _say("hint", exc.hint)
         code = exc.exit_code
-    except click.exceptions.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("interrupted\n")
         code = 130
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        code = 130
-    except click.ClickException as exc:
-        exc.show()
+    except typer.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except BrokenPipeError:
-        # the reader went away (`| head`): stop quietly, like other Unix tools
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        code = 0
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            # the reader went away (`| head`): stop quietly, like other Unix tools
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            code = 0
+        else:
+            if _debug["on"]:
+                raise
+            _say("error", f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}")
+            code = 1
+    except Exception as exc:
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # click's usage errors (typer vendors click)
+            exc.show()
+            sys.exit(exc.exit_code)
+        # a bug, not bad input: still one line, the traceback behind --debug
+        if _debug["on"]:
+            raise
+        _say("error", f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        _say("hint", "run again with --debug for the traceback, and please report it")
+        code = 1
     sys.exit(code if isinstance(code, int) else 0)
