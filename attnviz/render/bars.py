@@ -54,7 +54,8 @@ def bars_block(
             lines.append(Text(fit("⋮", lw), style="dim"))
         top = j == strongest
         v = float(row[j])
-        line = Text(fit(stack.key.texts[j], lw) + " ", style="dim" if stack.key.is_special(j) else "")
+        line = Text()
+        line.append(fit(stack.key.texts[j], lw) + " ", style="dim" if stack.key.is_special(j) else "")
         line.append(bar(v / vmax, BAR_CELLS), style=fg_style(0.25 + 0.75 * v / vmax) if color else "")
         line.append(" " + f"{v:.{digits}f}".rjust(vw) + (MARK if top else ""), style="bold" if top else "")
         lines.append(line)

@@ -88,7 +88,8 @@ def heat_block(
         return Text(" " * (aw + 1) + "".join(chars), style="dim")
 
     def row_line(first: int, top: np.ndarray, bottom: np.ndarray | None) -> Text:
-        line = Text(str(q_groups[first][0]).rjust(aw) + " ", style="dim")
+        line = Text()
+        line.append(str(q_groups[first][0]).rjust(aw) + " ", style="dim")
         for j in range(len(k_groups)):
             if j == k_cut:
                 line.append("│", style="dim")
@@ -127,7 +128,8 @@ def token_legend(tokens: Tokens, width: int, label: str = "tokens") -> list[Text
         shown = fit(text, LEGEND_TOKEN_CELLS).rstrip() or "␣"
         entries.append(("│ " if i == cut else "") + f"{i} {shown}")
     lines: list[Text] = []
-    line = Text(f"{label}:", style="bold")
+    line = Text()
+    line.append(f"{label}:", style="bold")
     for entry in entries:
         piece = "  " + entry
         if line.cell_len + cell_len(piece) > width and line.cell_len > 0:

@@ -16,7 +16,18 @@ from rich.text import Text
 
 from ..result import AttentionResult, Stack, Tokens
 from . import heat
-from .term import MARK, SHADES, boundary, cell_style, fit, has_color, legend, note_lines, scale_top, side_by_side
+from .term import (
+    MARK,
+    boundary,
+    cell_style,
+    fit,
+    has_color,
+    note_lines,
+    ramp,
+    scale_top,
+    side_by_side,
+    wrap_items,
+)
 
 FULL_HEADER_CELLS = 10  # a full-size table widens a column for a key token up to this
 FULL_LABEL_CELLS = 14
@@ -92,7 +103,8 @@ def table_block(
             lines.append(rule)
         row = w[i]
         strongest = int(np.argmax(row)) if row.size else -1
-        line = Text(fit(tok, lw) + " ", style="dim" if query.is_special(i) else "")
+        line = Text()
+        line.append(fit(tok, lw) + " ", style="dim" if query.is_special(i) else "")
         for j, cw in enumerate(widths):
             if j == kb:
                 line.append("│", style="dim")
@@ -107,16 +119,16 @@ def table_block(
 
 
 def _header_cell(tok: str, cw: int, compact: bool, special: bool, room: bool) -> Text:
-    """A key token right-aligned over its values; never touching its left neighbour."""
-    if compact and special and cell_len(tok) >= cw:
-        tok = tok.strip("[]<>")  # [CLS] → CLS: the brackets cost a compact column its room
+    """A key token right-aligned over its values, never touching the header on its left."""
     style = "dim bold" if special else "bold"
-    if compact and room and cell_len(tok) == cw:
-        return Text(tok, style=style)
-    shown = fit(tok, cw - 1).rstrip()
-    if not room and cell_len(shown) == cw - 1:
-        shown = " " + fit(tok, cw - 2).rstrip()
-    return Text(shown.rjust(cw - 1) + " ", style=style)
+    fits = cw - 1 if room else cw - 2  # cells before the marker slot, keeping a blank on the left
+    wide = compact and room  # a compact header may also fill the marker slot
+    if special and cell_len(tok) > (cw if wide else fits):
+        tok = tok.strip("[]<>")  # [CLS] → CLS rather than [CL…
+    if cell_len(tok) > fits and wide:
+        return Text(fit(tok, cw), style=style)
+    shown = fit(tok, fits).rstrip() if cell_len(tok) > fits else tok
+    return Text(" " * (cw - 1 - cell_len(shown)) + shown + " ", style=style)
 
 
 def _heading(stack: Stack, li: int | None, hi: int | None) -> str:
@@ -204,32 +216,27 @@ def _legend_lines(
     stack: Stack, layout: str, style: str, vmax: float, width: int, color: bool, digits: int
 ) -> list[Text]:
     q, k = stack.weights.shape[2:]
-    lines: list[Text] = []
+    items: list[Text | str] = []
     if layout == "heat":
-        ramp = Text("weight ")
-        if color:
-            ramp.append(f"{0:.{digits}f} ")
-            for i in range(16):
-                ramp.append(" ", style=cell_style(i / 15))
-            ramp.append(f" {vmax:.{digits}f}")
-        else:
-            ramp.append(f"{0:.{digits}f} {SHADES} {vmax:.{digits}f}")
-        ramp.append(" · rows: query tokens, columns: key tokens")
-        lines.append(ramp)
+        items.append(ramp(vmax, digits, color))
+        items.append("rows: query tokens, columns: key tokens")
         pooled = heat.pooled_note(q, k, width)
         if pooled:
-            lines.append(Text(pooled))
+            items.append(pooled)
         if style == "table":
-            lines.append(Text(f"{k} tokens are too many for a table {width} columns wide; --tokens A:B shows a window"))
+            items.append(f"{k} keys are too many for a table {width} columns wide: --tokens A:B shows a window")
+    else:
+        if color:
+            items.append(ramp(vmax, digits, color))
+        items += [f"{MARK} strongest key in each row", "rows: query tokens, columns: key tokens"]
+    lines = wrap_items(items, width)
+    if layout == "heat":
         if heat.same_tokens(stack.query, stack.key):
             lines += heat.token_legend(stack.query, width, "tokens")
         else:
             lines += heat.token_legend(stack.query, width, "queries")
             lines += heat.token_legend(stack.key, width, "keys")
-    else:
-        lines.append(legend(vmax, digits, color, "rows: query tokens, columns: key tokens"))
-    lines += note_lines(stack.notes, width)
-    return [ln if ln.cell_len <= width else ln[:width] for ln in lines]
+    return lines + note_lines(stack.notes, width)
 
 
 def render(result: AttentionResult, digits: int = 2, style: str = "table") -> RenderableType:

@@ -8,6 +8,7 @@ side-by-side layout that never exceeds the console width.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 
 from rich.cells import cell_len, set_cell_size
@@ -85,20 +86,39 @@ def scale_top(weights_max: float) -> float:
     return weights_max if weights_max > 0 and math.isfinite(weights_max) else 1.0
 
 
-def legend(vmax: float, digits: int, color: bool, extra: str = "") -> Text:
-    """'0.00 ▕gradient▏ 0.62' plus what the marker means."""
-    text = Text()
+def ramp(vmax: float, digits: int, color: bool) -> Text:
+    """'weight 0.00 ▕gradient▏ 0.62' in colour, '0.00 ·░▒▓█ 0.62' without (the heatmap's shades)."""
+    text = Text("weight ")
+    text.append(f"{0:.{digits}f} ")
     if color:
-        text.append("weight ")
-        text.append(f"{0:.{digits}f} ")
         for i in range(16):
             text.append(" ", style=cell_style(i / 15))
-        text.append(f" {vmax:.{digits}f}")
-        text.append("  ")
-    text.append(f"{MARK} strongest key in each row")
-    if extra:
-        text.append(f" · {extra}")
+    else:
+        text.append(SHADES)
+    text.append(f" {vmax:.{digits}f}")
     return text
+
+
+def wrap_items(items: Sequence[Text | str], width: int, sep: str = " · ") -> list[Text]:
+    """Short legend items joined by `sep`, a new line where the next would not fit."""
+    pieces: list[Text] = []
+    for item in items:
+        if isinstance(item, str):  # a long sentence wraps at its spaces
+            pieces += [Text(part) for part in textwrap.wrap(item, max(width, 1)) or [""]]
+        else:
+            pieces.append(item)
+    lines: list[Text] = []
+    line = Text()
+    for piece in pieces:
+        if line.cell_len and line.cell_len + len(sep) + piece.cell_len > width:
+            lines.append(line)
+            line = Text()
+        if line.cell_len:
+            line.append(sep)
+        line.append_text(piece)
+    if line.cell_len:
+        lines.append(line)
+    return [ln if ln.cell_len <= width else ln[:width] for ln in lines]
 
 
 def note_lines(notes: Sequence[str], width: int) -> list[Text]:
