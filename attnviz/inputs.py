@@ -1,0 +1,84 @@
+"""Sentence files: one sentence per line, UTF-8, with line numbers kept for messages.
+
+Blank lines and lines starting with `#` are skipped. A tab splits a line into the
+sentence and a second text: the pair (encoders) or the decoder target
+(encoder–decoders). A line that cannot be used (bad bytes, too many tabs) is kept
+with its error, so a batch can report it and go on with the rest.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One usable (or failed) line of an input file."""
+
+    index: int  # 0-based among the file's sentences: image names and the manifest use it
+    line: int  # 1-based line number in the file, for messages
+    text: str
+    second: str | None = None  # the text after a tab: pair or target
+    error: str | None = None  # why this line cannot be used
+
+
+def parse_lines(data: bytes, name: str) -> list[Sentence]:
+    """Sentences of a file's bytes; `name` is how messages refer to the file."""
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark from Windows editors
+    sentences: list[Sentence] = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            line = raw.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError as exc:
+            sentences.append(
+                Sentence(
+                    len(sentences),
+                    number,
+                    raw.decode("utf-8", "replace").strip(),
+                    error=f"{name} line {number} is not valid UTF-8 (byte {exc.start})",
+                )
+            )
+            continue
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        text, tab, second = line.partition("\t")
+        if tab and "\t" in second:
+            sentences.append(
+                Sentence(
+                    len(sentences),
+                    number,
+                    line,
+                    error=f"{name} line {number} has {line.count(chr(9)) + 1} tab-separated columns; at most 2",
+                )
+            )
+            continue
+        if tab and not (text.strip() and second.strip()):
+            sentences.append(Sentence(len(sentences), number, line, error=f"{name} line {number} has an empty column"))
+            continue
+        sentences.append(Sentence(len(sentences), number, text.strip(), second.strip() if tab else None))
+    return sentences
+
+
+def read_sentences(path: str) -> list[Sentence]:
+    """Sentences of a file, or of standard input for '-'; InputError if it has none."""
+    name = "standard input" if path == "-" else path
+    if path == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        file = Path(path)
+        try:
+            data = file.read_bytes()
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such file", hint="give a text file with one sentence per line") from None
+        except IsADirectoryError:
+            raise InputError(f"{path} is a folder, not a file") from None
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    sentences = parse_lines(data, name)
+    if not sentences:
+        raise InputError(f"{name} has no sentences", hint="one sentence per line; blank and # lines are skipped")
+    return sentences
