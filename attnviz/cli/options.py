@@ -17,36 +17,48 @@ MODEL_PANEL = "Model"
 SELECT_PANEL = "Selection"
 SCRATCH_PANEL = "Scratch model (--model scratch)"
 
-TextArg = Annotated[str, typer.Argument(help="The sentence, or - to read standard input (one sentence per line).")]
+TextArg = Annotated[
+    str, typer.Argument(metavar="TEXT", help="The sentence, or - to read standard input (one sentence per line).")
+]
 Model = Annotated[
     str,
     typer.Option(
         "--model",
         "-m",
+        metavar="MODEL",
         help="minilm (embedded default), scratch, a model folder, or a hub id.",
         rich_help_panel=MODEL_PANEL,
     ),
 ]
-Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or mps.", rich_help_panel=MODEL_PANEL)]
+Device = Annotated[
+    str, typer.Option(metavar="DEVICE", help="auto (CUDA when present), cpu, cuda or mps.", rich_help_panel=MODEL_PANEL)
+]
 Dtype = Annotated[
     str,
     typer.Option(
-        help="float32, float16 or bfloat16 for the model; weights always come out float32.", rich_help_panel=MODEL_PANEL
+        metavar="DTYPE",
+        help="float32, float16 or bfloat16 for the model; weights always come out float32.",
+        rich_help_panel=MODEL_PANEL,
     ),
 ]
 Pair = Annotated[
     str | None,
-    typer.Option(help="Second sentence of a pair (encoders: [CLS] A [SEP] B [SEP]).", rich_help_panel=MODEL_PANEL),
+    typer.Option(
+        metavar="TEXT", help="Second sentence of a pair (encoders: [CLS] A [SEP] B [SEP]).", rich_help_panel=MODEL_PANEL
+    ),
 ]
 Target = Annotated[
     str | None,
     typer.Option(
-        help="Decoder input for encoder-decoder models (default: the text itself).", rich_help_panel=MODEL_PANEL
+        metavar="TEXT",
+        help="Decoder input for encoder-decoder models (default: the text itself).",
+        rich_help_panel=MODEL_PANEL,
     ),
 ]
 Source = Annotated[
     str | None,
     typer.Option(
+        metavar="TEXT",
         help="Scratch model: cross-attention, queries from TEXT, keys/values from SOURCE.",
         rich_help_panel=SCRATCH_PANEL,
     ),
@@ -54,6 +66,7 @@ Source = Annotated[
 Truncate = Annotated[
     bool,
     typer.Option(
+        "--truncate",
         help="Cut inputs longer than the model's maximum (with a warning) instead of failing.",
         rich_help_panel=MODEL_PANEL,
     ),
@@ -61,30 +74,57 @@ Truncate = Annotated[
 TrustRemoteCode = Annotated[
     bool,
     typer.Option(
-        help="Allow a model folder's own Python code to run. Off unless you trust it.", rich_help_panel=MODEL_PANEL
+        "--trust-remote-code",
+        help="Allow a model folder's own Python code to run. Off unless you trust it.",
+        rich_help_panel=MODEL_PANEL,
     ),
 ]
-BatchSize = Annotated[int, typer.Option(min=1, help="Sentences per forward pass.", rich_help_panel=MODEL_PANEL)]
-Layers = Annotated[int, typer.Option("--layers", min=1, help="Attention layers.", rich_help_panel=SCRATCH_PANEL)]
-DModel = Annotated[int, typer.Option("--d-model", min=1, help="Model width.", rich_help_panel=SCRATCH_PANEL)]
+BatchSize = Annotated[
+    int, typer.Option(min=1, metavar="N", help="Sentences per forward pass.", rich_help_panel=MODEL_PANEL)
+]
+Layers = Annotated[
+    int, typer.Option("--layers", min=1, metavar="N", help="Attention layers.", rich_help_panel=SCRATCH_PANEL)
+]
+DModel = Annotated[
+    int, typer.Option("--d-model", min=1, metavar="N", help="Model width.", rich_help_panel=SCRATCH_PANEL)
+]
 Heads = Annotated[
-    int, typer.Option("--heads", min=1, help="Attention heads (must divide --d-model).", rich_help_panel=SCRATCH_PANEL)
+    int,
+    typer.Option(
+        "--heads", min=1, metavar="N", help="Attention heads (must divide --d-model).", rich_help_panel=SCRATCH_PANEL
+    ),
 ]
-Seed = Annotated[int, typer.Option(help="Seed for the projection weights.", rich_help_panel=SCRATCH_PANEL)]
-Causal = Annotated[bool, typer.Option(help="Mask future tokens (decoder-style).", rich_help_panel=SCRATCH_PANEL)]
+Seed = Annotated[int, typer.Option(metavar="N", help="Seed for the projection weights.", rich_help_panel=SCRATCH_PANEL)]
+Causal = Annotated[
+    bool, typer.Option("--causal", help="Mask future tokens (decoder-style).", rich_help_panel=SCRATCH_PANEL)
+]
 Weights = Annotated[
-    str | None, typer.Option(help="safetensors file with the scratch model's weights.", rich_help_panel=SCRATCH_PANEL)
+    str | None,
+    typer.Option(
+        metavar="FILE", help="safetensors file with the scratch model's weights.", rich_help_panel=SCRATCH_PANEL
+    ),
 ]
-Layer = Annotated[str, typer.Option("--layer", "-l", help="N, -1, A:B, 'last' or 'all'.", rich_help_panel=SELECT_PANEL)]
+Layer = Annotated[
+    str,
+    typer.Option("--layer", "-l", metavar="LAYER", help="N, -1, A:B, 'last' or 'all'.", rich_help_panel=SELECT_PANEL),
+]
 Head = Annotated[
     str,
     typer.Option(
-        "--head", help="N, A:B, 'all', or aggregate over heads: 'mean' / 'max'.", rich_help_panel=SELECT_PANEL
+        "--head",
+        metavar="HEAD",
+        help="N, A:B, 'all', or aggregate over heads: 'mean' / 'max'.",
+        rich_help_panel=SELECT_PANEL,
     ),
 ]
 StackOpt = Annotated[
     str | None,
-    typer.Option("--stack", help="encoder, decoder or cross (default: every stack).", rich_help_panel=SELECT_PANEL),
+    typer.Option(
+        "--stack",
+        metavar="STACK",
+        help="encoder, decoder or cross (default: every stack).",
+        rich_help_panel=SELECT_PANEL,
+    ),
 ]
 
 
@@ -160,6 +200,7 @@ Agg = Annotated[
     str,
     typer.Option(
         "--agg",
+        metavar="AGG",
         help="none, mean / max over heads, or rollout: identity added, rows renormalised, layers multiplied.",
         rich_help_panel=VIEW_PANEL,
     ),
@@ -169,7 +210,10 @@ HideSpecial = Annotated[
     typer.Option("--hide-special", help="Hide [CLS]/[SEP]/<s>/</s>/BOS rows and columns.", rich_help_panel=VIEW_PANEL),
 ]
 Renormalize = Annotated[
-    bool, typer.Option(help="With --hide-special: rescale rows to sum to 1 again.", rich_help_panel=VIEW_PANEL)
+    bool,
+    typer.Option(
+        "--renormalize", help="With --hide-special: rescale rows to sum to 1 again.", rich_help_panel=VIEW_PANEL
+    ),
 ]
 Words = Annotated[
     bool,
@@ -180,5 +224,6 @@ Words = Annotated[
     ),
 ]
 TokenWindow = Annotated[
-    str | None, typer.Option("--tokens", help="Show only tokens A:B (end exclusive).", rich_help_panel=VIEW_PANEL)
+    str | None,
+    typer.Option("--tokens", metavar="A:B", help="Show only tokens A:B (end exclusive).", rich_help_panel=VIEW_PANEL),
 ]
