@@ -57,14 +57,18 @@ Query = Annotated[
     typer.Option(
         "--query",
         "-q",
+        metavar="TOKEN|INDEX",
         help="One query token's weights over the keys, as bars, one block per head. "
         "TOKEN (its text, first match) or INDEX (as shown, after --words/--hide-special/--tokens).",
         rich_help_panel=VIEW_PANEL,
     ),
 ]
-Format = Annotated[str, typer.Option("--format", "-f", help=FORMAT_HELP, rich_help_panel=OUTPUT_PANEL)]
+Format = Annotated[
+    str, typer.Option("--format", "-f", metavar="FORMAT", help=FORMAT_HELP, rich_help_panel=OUTPUT_PANEL)
+]
 Digits = Annotated[
-    int, typer.Option(min=0, max=6, help="Decimal places in tables and bars.", rich_help_panel=OUTPUT_PANEL)
+    int,
+    typer.Option(min=0, max=6, metavar="N", help="Decimal places in tables and bars.", rich_help_panel=OUTPUT_PANEL),
 ]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import cache
 
 import numpy as np
 from rich.cells import cell_len
@@ -34,6 +35,22 @@ def _pool(w: np.ndarray, q_groups: list[list[int]], k_groups: list[list[int]]) -
     """w (q, k) → (len(q_groups), len(k_groups)), each cell the max of its block."""
     cols = np.stack([w[:, g].max(axis=1) for g in k_groups], axis=1)  # (q, gk)
     return np.stack([cols[g].max(axis=0) for g in q_groups], axis=0)  # (gq, gk)
+
+
+LEVELS = 255  # colours per heatmap: plenty for the eye, and the styles are cached
+
+
+def _level(t: float) -> int:
+    return round(min(max(float(t), 0.0), 1.0) * LEVELS)
+
+
+@cache
+def _half(top: int, bottom: int) -> Style:
+    """'▀' styles: upper half in the foreground colour, lower half (level ≥ 0) in the background."""
+    return Style(
+        color=Color.from_rgb(*rgb(top / LEVELS)),
+        bgcolor=Color.from_rgb(*rgb(bottom / LEVELS)) if bottom >= 0 else None,
+    )
 
 
 def cell_size(stack_q: int, stack_k: int, width: int) -> int:
@@ -96,11 +113,7 @@ def heat_block(
             if not color:
                 line.append(SHADES[min(len(SHADES) - 1, int(top[j] * len(SHADES)))])
                 continue
-            style = Style(
-                color=Color.from_rgb(*rgb(float(top[j]))),
-                bgcolor=Color.from_rgb(*rgb(float(bottom[j]))) if bottom is not None else None,
-            )
-            line.append("▀", style=style)
+            line.append("▀", style=_half(_level(top[j]), _level(bottom[j]) if bottom is not None else -1))
         return line
 
     segments = [(0, len(q_groups))] if q_cut is None else [(0, q_cut), (q_cut, len(q_groups))]
