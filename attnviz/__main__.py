@@ -2,4 +2,5 @@
 
 from attnviz.cli import main
 
-main()
+if __name__ == "__main__":  # export's drawing processes re-import this module: run only when executed
+    main()
