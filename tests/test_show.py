@@ -140,3 +140,11 @@ def test_npz_refuses_a_terminal():
     assert proc.returncode == 2
     assert "error: npz is binary and stdout is a terminal" in proc.stderr
     assert "> a.npz" in proc.stderr
+
+
+def test_truncation_warning_goes_to_stderr_and_data_stays_clean():
+    import json
+
+    code, out, err = cli("show", "word " * 600, "--truncate", "--format", "json", "--head", "mean")
+    assert code == 0 and "warning:" in err and "512" in err
+    assert len(json.loads(out)["stacks"][0]["query_tokens"]) == 512

@@ -142,6 +142,9 @@ def show(
     from ..views import query_view, view
 
     results = run_batch(args.load(), make_inputs(texts, pair, target, source), batch_size=batch_size, truncate=truncate)
+    for r in results:  # talk goes to stderr, so a pipe still gets clean data
+        for warning in r.warnings:
+            sys.stderr.write(f"warning: {warning}{f' ({r.text[:40]!r})' if len(results) > 1 else ''}\n")
     shown = [view(r, layer, head, stack, agg, hide_special, renormalize, words, tokens) for r in results]
     if query is not None:
         shown = [query_view(r, query) for r in shown]
