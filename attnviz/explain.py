@@ -397,7 +397,7 @@ def _scratch(text: str, source: str | None, layer: int, options: LoadOptions) ->
     origin = "word vectors + sinusoidal positions"
     note = origin if layer == 0 else f"layer {layer - 1}'s input + its attention output (the residual path)"
     if trace.memory is not None:
-        note += f"; keys and values come from the source: {origin}"
+        note += "; the source's tokens are embedded the same way (X_s)"
     return _Layer(attn, x, kv, trace.mask, trace.query, trace.key, layer, n, "scratch", note)
 
 

@@ -205,7 +205,7 @@ class ScratchBackend:
             vocab_size=0,
             max_positions=MAX_TOKENS,
             extra={
-                "tokenizer": "words and punctuation, case kept",
+                "tokenizer": "words and punctuation, case kept; open vocabulary (no word list)",
                 "embeddings": "fixed random vector per word (SHA-256 seeded) + sinusoidal positions",
                 "weights": source,
                 "cross-attention": "with --source TEXT (a 'cross' stack)",

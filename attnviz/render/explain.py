@@ -100,7 +100,7 @@ class Lesson:
         self.parts.append(Rule(text, align="left", style="dim"))
 
     def say(self, *chunks: str | tuple[str, str]) -> None:
-        self.parts.append(Padding(Text.assemble(*chunks), (0, 0, 0, INDENT)))
+        self.parts.append(Padding(Text.assemble(*chunks), (0, 0, 0, INDENT), expand=False))
 
     def table(self, step: Step, caption: str, unit: bool = False, corner: str = "") -> None:
         if not self.small:
@@ -110,7 +110,7 @@ class Lesson:
         note = f"{caption} (first columns of {len(step.columns)})" if cut else caption
         self.say((note, "italic"))
         table = heat_table(values, step.rows, step.columns, self.width, self.digits, unit, corner)
-        self.parts.append(Padding(table, (0, 0, 0, INDENT)))
+        self.parts.append(Padding(table, (0, 0, 0, INDENT), expand=False))
 
     def chain(self, name: str, step: Step, ops: tuple[str, ...], axes: tuple[str, ...]) -> None:
         """A shape chain: `Q (1, 4, 512) ─view→ (1, 4, 8, 64) ─transpose(1, 2)→ (1, 8, 4, 64)`, axes below."""
@@ -125,7 +125,7 @@ class Lesson:
                 arrow = f" ─{ops[i]}→ "
                 top.append(arrow)
                 bottom.append(" " * len(arrow))
-        self.parts.append(Padding(Group(top, bottom), (0, 0, 0, INDENT)))
+        self.parts.append(Padding(Group(top, bottom), (0, 0, 0, INDENT), expand=False))
 
 
 def render(e: Explanation, width: int = 80, digits: int = 2) -> RenderableType:
@@ -151,15 +151,16 @@ def render(e: Explanation, width: int = 80, digits: int = 2) -> RenderableType:
     L.say(("X", "bold"), f" = {e.x_note}. Axes (B, T, d_model).")
     L.table(x, "X")
 
-    L.heading("Queries, keys, values: three linear maps of X")
+    L.heading("Queries, keys, values: three linear maps" + (" (K, V of the source X_s)" if cross else " of X"))
     for name, key, weight in (("Q", "q", "W_Q"), ("K", "k", "W_K"), ("V", "v", "W_V")):
         s = e.step(key)
-        source = "X" if key == "q" or not cross else "source"
+        source = "X" if key == "q" or not cross else "X_s"
+        formula = f"{name} = {source}·{weight} + b"
         L.say(
-            (f"{name} = {source}·{weight} + b", "bold"),
+            (f"{formula:<{17 if cross else 15}}", "bold"),
             "   ",
-            (_shape(s.shapes[-1]), "bold cyan"),
-            f"   {weight}: ({d}, {d})",
+            (f"{_shape(s.shapes[-1]):<12}", "bold cyan"),
+            f" {weight}: ({d}, {d})",
         )
     L.say("What a token looks for (Q), what it offers to be found by (K), what it passes on (V).")
 
@@ -239,7 +240,7 @@ def _pooling(L: Lesson, e: Explanation) -> None:
         bars.append("█" * full + (partial if full < bar_width else ""), style="blue")
         bars.append(" " * (bar_width - full) + f" {float(w):.{L.digits}f}\n")
     bars.rstrip()
-    L.parts.append(Padding(bars, (0, 0, 0, INDENT)))
+    L.parts.append(Padding(bars, (0, 0, 0, INDENT), expand=False))
     terms = [f"{float(w):.{L.digits}f}·v({_label(t, 8)})" for t, w in zip(e.key.texts, p.weights)]
     shown = " + ".join(terms[:6]) + (f" + … ({Tk - 6} more)" if Tk > 6 else "")
     L.say(("z", "bold"), f"({p.token}) = ", shown)
@@ -249,7 +250,7 @@ def _pooling(L: Lesson, e: Explanation) -> None:
         columns = e.step("mixed").columns
         table = heat_table(values, rows, columns, L.width, L.digits)
         L.say((f"value rows, their weighted sum, and Z's row from step {L.numbers['mixed']}", "italic"))
-        L.parts.append(Padding(table, (0, 0, 0, INDENT)))
+        L.parts.append(Padding(table, (0, 0, 0, INDENT), expand=False))
     L.say(f"Σ wⱼ·vⱼ equals Z's row to within {p.max_difference:.1e}.")
 
 
