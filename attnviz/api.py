@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 
-from .errors import InputError
+from .errors import InputError, UsageError
 from .models import DEFAULT_MODEL, Backend, Inputs, LoadOptions, load
 from .result import AttentionResult
 
@@ -21,12 +21,29 @@ def check_text(text: str, what: str = "text") -> None:
         raise InputError(f"the {what} is empty", hint="give a sentence, or - to read standard input")
 
 
+def check_fits(backend: Backend, batch: Sequence[Inputs]) -> None:
+    """Refuse inputs the model has no use for, rather than silently ignoring them."""
+    info = backend.info
+    name = info.name
+    if any(x.pair is not None for x in batch) and (info.family != "encoder" or info.backend == "scratch"):
+        kind = "the scratch model" if info.backend == "scratch" else info.family
+        raise UsageError(f"--pair is for pretrained encoder models; {name} is {kind}", hint="drop --pair")
+    if any(x.target is not None for x in batch) and info.family != "encoder-decoder":
+        raise UsageError(f"--target is for encoder-decoder models; {name} is {info.family}", hint="drop --target")
+    if any(x.source is not None for x in batch) and info.backend != "scratch":
+        raise UsageError("--source (cross-attention) is for --model scratch", hint="drop --source")
+    for x in batch:
+        for what, text in x.extras().items():
+            check_text(text, f"--{what} text")
+
+
 def run_batch(
     backend: Backend, batch: Sequence[Inputs], batch_size: int = 16, truncate: bool = False
 ) -> list[AttentionResult]:
     """Run inputs through a backend in batches and validate every result once."""
     for x in batch:
         check_text(x.text)
+    check_fits(backend, batch)
     results: list[AttentionResult] = []
     for start in range(0, len(batch), max(1, batch_size)):
         results.extend(r.validate() for r in backend.run(batch[start : start + batch_size], truncate=truncate))

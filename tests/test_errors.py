@@ -139,6 +139,16 @@ def test_model_without_attention(tmp_path):
         (["show", "-"], b"one\ntwo\n", 2, "but --format json holds one"),
         (["show", "--digits", "x", "hi"], None, 2, "Invalid value for '--digits'"),
         (["nosuch"], None, 2, "No such command 'nosuch'"),
+        (
+            ["show", "hi", "--target", "x"],
+            None,
+            2,
+            "--target is for encoder-decoder models; all-MiniLM-L6-v2 is encoder",
+        ),
+        (["show", "hi", "--source", "x"], None, 2, "--source (cross-attention) is for --model scratch"),
+        (["show", "hi", "--pair", "x", "--model", "scratch"], None, 2, "--pair is for pretrained encoder models"),
+        (["show", "hi", "--heads", "4"], None, 2, "--heads is for --model scratch, not minilm"),
+        (["show", "hi", "--pair", " "], None, 1, "the --pair text is empty"),
     ],
 )
 def test_bad_input_is_one_line(args, stdin, code, message):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..errors import InputError
+from ..errors import InputError, UsageError
 
 if TYPE_CHECKING:
     from ..models import Backend, Inputs, LoadOptions
@@ -128,6 +128,16 @@ StackOpt = Annotated[
 ]
 
 
+SCRATCH_ONLY = {
+    "--layers": "layers",
+    "--d-model": "d_model",
+    "--heads": "heads",
+    "--seed": "seed",
+    "--causal": "causal",
+    "--weights": "weights",
+}
+
+
 @dataclass(frozen=True)
 class ModelArgs:
     """What every model-running command passes on to the core."""
@@ -146,6 +156,11 @@ class ModelArgs:
     def load(self) -> Backend:
         from ..api import cached_backend
 
+        if self.model != "scratch":
+            defaults = ModelArgs()
+            for flag, name in SCRATCH_ONLY.items():
+                if getattr(self, name) != getattr(defaults, name):
+                    raise UsageError(f"{flag} is for --model scratch, not {self.model}", hint=f"drop {flag}")
         return cached_backend(self.model, self.options())
 
     def options(self) -> LoadOptions:
