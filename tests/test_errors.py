@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from harness import run_inprocess
 
 
 def run_cli(*args: str, stdin: bytes | None = None, env: dict[str, str] | None = None, timeout: float = 120):
@@ -154,7 +155,10 @@ def test_model_without_attention(tmp_path):
 def test_bad_input_is_one_line(args, stdin, code, message):
     if args[:2] == ["show", "-"] and code == 2:
         args = [*args, "--format", "json"]
-    assert_one_clear_error(run_cli(*args, stdin=stdin), code, message)
+    got, stdout, stderr = run_inprocess(args, stdin or b"")
+    assert got == code, stderr
+    assert message in stderr
+    assert "Traceback" not in stderr and stdout == b""
 
 
 def test_truncate_warns_and_continues():

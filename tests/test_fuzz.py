@@ -1,8 +1,8 @@
 """Fuzzing the CLI: random texts and flag combinations, a fixed budget of examples.
 
 Every run must end with exit code 0, 1 or 2, never print a traceback, and leave
-stdout either empty or valid for the chosen format. The CLI runs in-process (the
-loaded models stay cached), with stdout/stderr/stdin swapped for byte buffers.
+stdout either empty or valid for the chosen format. The CLI runs in-process
+(tests/harness.py), so loaded models stay cached between examples.
 """
 
 from __future__ import annotations
@@ -10,13 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
 
 import numpy as np
+from harness import run_inprocess
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from attnviz.cli import main
 
 EXAMPLES = 80
 
@@ -45,24 +43,6 @@ flags = st.fixed_dictionaries(
 )
 
 
-def run(argv: list[str]) -> tuple[int, bytes, str]:
-    out, err = io.BytesIO(), io.BytesIO()
-    wrappers = [io.TextIOWrapper(buf, encoding="utf-8", write_through=True) for buf in (out, err, io.BytesIO())]
-    saved = sys.stdout, sys.stderr, sys.stdin
-    sys.stdout, sys.stderr, sys.stdin = wrappers
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 0
-    finally:
-        sys.stdout, sys.stderr, sys.stdin = saved
-        for wrapper in wrappers:
-            wrapper.flush()
-            wrapper.detach()  # keep the byte buffers open for reading
-    return code, out.getvalue(), err.getvalue().decode("utf-8", "replace")
-
-
 def check_stdout(fmt: str, data: bytes) -> None:
     if not data:
         return
@@ -88,7 +68,7 @@ def test_cli_never_crashes(text, options):
     for flag, value in options.items():
         argv += [flag] if value is None else [flag, value]
     argv += ["--device", "cpu"]
-    code, stdout, stderr = run(argv)
+    code, stdout, stderr = run_inprocess(argv)
     assert code in (0, 1, 2), (argv, code, stderr)
     assert "Traceback" not in stderr, (argv, stderr)
     assert "unexpected" not in stderr, (argv, stderr)  # our catch-all for bugs
