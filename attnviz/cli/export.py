@@ -74,10 +74,10 @@ def _reporter(quiet: bool) -> Reporter:
             self.progress.advance(self.task, written + skipped)
 
         def failed(self, sentence: Sentence, message: str) -> None:
-            console.print(f"error: {message}", markup=False, highlight=False)
+            console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
 
         def note(self, message: str) -> None:
-            console.print(f"warning: {message}", markup=False, highlight=False)
+            console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
 
         def stop(self) -> None:
             self.progress.stop()

@@ -157,7 +157,7 @@ def _metrics(layout: Layout, style: Style) -> _Metrics:
     else:
         cell = 0.42 if annotate else 0.2 if n <= 16 else 0.12
     tick = 9.0 if cell >= 0.26 else 8.0 if cell >= 0.2 else 6.5
-    rotate = _fits(layout.key, tick) > cell * 0.85
+    rotate = _fits(tuple(printable_label(t) for t in layout.key), tick) > cell * 0.85
     return _Metrics(cell, tick, annotate, rotate)
 
 
@@ -234,16 +234,17 @@ class Sheet:
                 ax.set_xlim(-0.5, nk - 0.5)
                 ax.set_ylim(nq - 0.5, -0.5)
                 ax.tick_params(length=2, pad=1.5, labelsize=m.tick_size)
-                ax.set_xticks(range(nk))
-                ax.set_yticks(range(nq))
+                # only the outer panels carry ticks: thousands of inner ticks cost seconds and show nothing
                 if r == layout.rows - 1:
+                    ax.set_xticks(range(nk))
                     ax.set_xticklabels(k_labels, rotation=90 if m.rotate_x else 0, fontproperties=_props(m.tick_size))
                 else:
-                    ax.set_xticklabels([])
+                    ax.set_xticks([])
                 if c == 0:
+                    ax.set_yticks(range(nq))
                     ax.set_yticklabels(q_labels, fontproperties=_props(m.tick_size))
                 else:
-                    ax.set_yticklabels([])
+                    ax.set_yticks([])
                 i = r * layout.cols + c
                 if layout.panel_titles and layout.panel_titles[i]:
                     ax.set_title(layout.panel_titles[i], fontsize=self.PANEL_TITLE_SIZE, pad=3)

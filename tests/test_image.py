@@ -1,0 +1,109 @@
+"""Heatmap images: real PNG/SVG/PDF bytes from real attention, decoded and checked."""
+
+from __future__ import annotations
+
+import io
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from matplotlib import colormaps
+from PIL import Image
+
+from attnviz import extract
+from attnviz.batch import slug
+from attnviz.errors import UsageError
+from attnviz.render.image import Layout, Sheet, Style, printable_label
+
+TOKENS = ("[CLS]", "i", "have", "a", "dream", "[SEP]")
+
+
+@pytest.fixture(scope="module")
+def dream():
+    return extract("I have a dream", device="cpu").stack("encoder")
+
+
+def test_png_decodes_at_the_figure_size_and_cells_carry_the_colour_map():
+    n = len(TOKENS)
+    weights = np.eye(n, dtype=np.float32)[None]  # (1, q, k): 1 on the diagonal, 0 elsewhere
+    sheet = Sheet(Layout(1, 1, TOKENS, TOKENS), Style(annotate="off"))
+    png = sheet.render(weights, "title")
+    image = Image.open(io.BytesIO(png))
+    image.load()
+    w_in, h_in = sheet.size
+    assert image.size == sheet.pixel_size() == (int(w_in * 100), int(h_in * 100))  # matplotlib truncates
+    assert image.info["dpi"] == pytest.approx((100, 100), abs=0.1)
+    pixels = np.asarray(image.convert("RGB"))
+    r0, r1, c0, c1, _ = sheet._cells[0]
+    cell_h, cell_w = (r1 - r0) / n, (c1 - c0) / n
+    top, bottom = (np.array(colormaps["viridis"]([1.0, 0.0])[:, :3]) * 255).round()
+    for i in range(n):
+        for j in range(n):
+            y, x = int(r0 + (i + 0.5) * cell_h), int(c0 + (j + 0.5) * cell_w)
+            assert np.abs(pixels[y, x] - (top if i == j else bottom)).max() <= 1, (i, j)
+
+
+def test_values_are_written_in_small_matrices_and_not_in_large_ones(dream):
+    small = Sheet(Layout(1, 1, TOKENS, TOKENS), Style())
+    assert small.m.annotate
+    long_tokens = tuple(f"t{i}" for i in range(30))
+    assert not Sheet(Layout(1, 1, long_tokens, long_tokens), Style()).m.annotate
+    with_values = np.asarray(Image.open(io.BytesIO(small.render(dream.weights[0, 0][None], "t"))))
+    plain = Sheet(Layout(1, 1, TOKENS, TOKENS), Style(annotate="off"))
+    without = np.asarray(Image.open(io.BytesIO(plain.render(dream.weights[0, 0][None], "t"))))
+    assert with_values.shape != without.shape or not np.array_equal(with_values, without)
+
+
+def test_figure_grows_with_the_token_count():
+    sizes = []
+    for n in (4, 12, 60):
+        tokens = tuple(f"w{i}" for i in range(n))
+        sizes.append(Sheet(Layout(1, 1, tokens, tokens), Style()).pixel_size())
+    assert sizes[0][0] < sizes[1][0] < sizes[2][0]
+    assert sizes[0][1] < sizes[1][1] < sizes[2][1]
+
+
+def test_svg_is_xml_and_pdf_is_a_pdf(dream):
+    weights = dream.weights[5, 0][None]
+    svg = Sheet(Layout(1, 1, TOKENS, TOKENS), Style(fmt="svg")).render(weights, "model · encoder · layer 5 · head 0")
+    root = ET.fromstring(svg)
+    assert root.tag.endswith("svg")
+    pdf = Sheet(Layout(1, 1, TOKENS, TOKENS), Style(fmt="pdf")).render(weights, "t")
+    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
+
+
+def test_grid_sheet_has_one_panel_per_head(dream):
+    layout = Layout(3, 4, TOKENS, TOKENS, panel_titles=tuple(f"head {h}" for h in range(12)))
+    sheet = Sheet(layout, Style())
+    png = sheet.render(dream.weights[5], "layer 5")
+    assert Image.open(io.BytesIO(png)).size == sheet.pixel_size()
+    assert len(sheet.axes) == 12
+    with pytest.raises(ValueError):
+        sheet.render(dream.weights[5, :4], "too few panels")
+
+
+def test_labels_without_a_font_become_code_points():
+    assert printable_label("dream") == "dream"
+    assert printable_label("мечта") == "мечта"  # DejaVu draws Cyrillic
+    assert printable_label("梦") in ("梦", "U+68A6")  # drawn when a CJK font is installed, never an empty box
+
+
+@pytest.mark.parametrize(
+    "style, message",
+    [
+        (Style(fmt="gif"), "unknown image format"),
+        (Style(cmap="nope"), "unknown colour map"),
+        (Style(dpi=5), "--dpi 5"),
+        (Style(vmax=0), "--vmax"),
+    ],
+)
+def test_style_check_refuses_what_matplotlib_cannot_draw(style, message):
+    with pytest.raises(UsageError, match=message):
+        style.check()
+
+
+def test_slug_never_makes_a_path():
+    assert slug("../../etc/x") == "etc-x"
+    assert slug("/") == "s" and slug("..") == "s"
+    assert slug("У меня есть мечта") == "s"
+    assert slug("I have a dream that one day this nation will rise") == "i-have-a-dream-that-one"
