@@ -1,3 +1,3 @@
 """Import every command module so its @app.command() registers."""
 
-from . import explain, info, show, tokens  # noqa: F401
+from . import explain, export, info, show, tokens  # noqa: F401
