@@ -16,7 +16,7 @@ from harness import run_inprocess
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-EXAMPLES = 80
+EXAMPLES = 200
 
 texts = st.one_of(
     st.text(max_size=40),  # any unicode, control characters and empty included
