@@ -38,6 +38,7 @@ test: lint
 
 bench: install
 	$(BIN)/python bench/bench_show.py
+	$(BIN)/python bench/bench_export.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
