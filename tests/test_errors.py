@@ -184,6 +184,7 @@ def test_ctrl_c_exits_130_without_traceback():
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
+    assert b"interrupted" in stderr
     assert b"Traceback" not in stderr and stdout == b""
 
 

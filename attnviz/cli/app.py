@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
         code = 130
     except typer.Exit as exc:
         code = exc.exit_code
+        if code == 130:  # typer's own translation of Ctrl-C
+            sys.stderr.write("interrupted\n")
     except OSError as exc:
         if isinstance(exc, BrokenPipeError):
             # the reader went away (`| head`): stop quietly, like other Unix tools
