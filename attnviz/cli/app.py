@@ -68,8 +68,6 @@ def main(argv: list[str] | None = None) -> None:
         code = 130
     except typer.Exit as exc:
         code = exc.exit_code
-        if code == 130:  # typer's own translation of Ctrl-C
-            sys.stderr.write("interrupted\n")
     except OSError as exc:
         if isinstance(exc, BrokenPipeError):
             # the reader went away (`| head`): stop quietly, like other Unix tools
@@ -91,4 +89,6 @@ def main(argv: list[str] | None = None) -> None:
         _say("error", f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         _say("hint", "run again with --debug for the traceback, and please report it")
         code = 1
+    if code == 130:  # typer turns Ctrl-C inside a command into a returned 130
+        sys.stderr.write("interrupted\n")
     sys.exit(code if isinstance(code, int) else 0)
