@@ -64,7 +64,6 @@ def main(argv: list[str] | None = None) -> None:
             _say("hint", exc.hint)
         code = exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        sys.stderr.write("interrupted\n")
         code = 130
     except typer.Exit as exc:
         code = exc.exit_code
@@ -89,6 +88,6 @@ def main(argv: list[str] | None = None) -> None:
         _say("error", f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         _say("hint", "run again with --debug for the traceback, and please report it")
         code = 1
-    if code == 130:  # typer turns Ctrl-C inside a command into a returned 130
+    if code == 130:  # Ctrl-C: raised here, or turned by typer into a returned 130
         sys.stderr.write("interrupted\n")
     sys.exit(code if isinstance(code, int) else 0)
