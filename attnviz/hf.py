@@ -109,8 +109,10 @@ class HFBackend:
 
     def _encode(self, texts: list[str], pairs: list[str] | None, truncate: bool, target: bool = False) -> Any:
         kwargs: dict[str, Any] = dict(padding=True, return_tensors="pt", return_special_tokens_mask=True)
-        if truncate and self.max_positions:
-            kwargs.update(truncation=True, max_length=self.max_positions)
+        # the decoder reads the target behind one start token, so the target gets one position less
+        limit = self.max_positions - 1 if target and self.max_positions else self.max_positions
+        if truncate and limit:
+            kwargs.update(truncation=True, max_length=limit)
         if target:
             batch = self.tokenizer(text_target=texts, **kwargs)
         else:
@@ -118,7 +120,7 @@ class HFBackend:
         if not getattr(batch, "encodings", None):
             raise ModelError(f"{self.spec}: attnviz needs a fast (tokenizers-based) tokenizer")
         for enc in batch.encodings:
-            check_length(sum(enc.attention_mask), self.max_positions, "target" if target else "input")
+            check_length(sum(enc.attention_mask), limit, "target" if target else "input")
         return batch
 
     def tokenize(self, inputs: Inputs) -> dict[str, Tokens]:
@@ -149,7 +151,13 @@ class HFBackend:
 
     @torch.inference_mode()
     def run(self, batch: Sequence[Inputs], truncate: bool = False) -> list[AttentionResult]:
-        pairs = [x.pair or "" for x in batch] if any(x.pair is not None for x in batch) else None
+        with_pair = [x.pair is not None for x in batch]
+        if len(set(with_pair)) > 1:
+            # one padded batch cannot hold both: the pairless would get an empty sentence B
+            results = iter(self.run([x for x in batch if x.pair is None], truncate))
+            paired = iter(self.run([x for x in batch if x.pair is not None], truncate))
+            return [next(paired) if has else next(results) for has in with_pair]
+        pairs = [x.pair or "" for x in batch] if any(with_pair) else None
         enc = self._encode([x.text for x in batch], pairs, truncate)
         model_inputs: dict[str, Tensor] = {
             "input_ids": enc["input_ids"].to(self.device),

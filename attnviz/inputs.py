@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
+from .models import Inputs
 
 
 @dataclass(frozen=True)
@@ -82,3 +83,23 @@ def read_sentences(path: str) -> list[Sentence]:
     if not sentences:
         raise InputError(f"{name} has no sentences", hint="one sentence per line; blank and # lines are skipped")
     return sentences
+
+
+def to_inputs(
+    sentences: list[Sentence],
+    family: str,
+    pair: str | None = None,
+    target: str | None = None,
+    source: str | None = None,
+) -> list[Inputs]:
+    """Model inputs; a line's text after a tab is the target for encoder–decoders, else the pair."""
+    out = []
+    for s in sentences:
+        line_pair, line_target = pair, target
+        if s.second is not None:
+            if family == "encoder-decoder":
+                line_target = s.second
+            else:
+                line_pair = s.second
+        out.append(Inputs(s.text, pair=line_pair, target=line_target, source=source))
+    return out

@@ -129,7 +129,7 @@ def test_model_without_attention(tmp_path):
     [
         (["show", ""], None, 1, "error: the text is empty"),
         (["show", " \t\n "], None, 1, "error: the text is empty"),
-        (["show", "-"], b"", 1, "error: standard input is empty"),
+        (["show", "-"], b"", 1, "error: standard input has no sentences"),
         (["show", "-"], b"good line\nbad \xff\xfe line\n", 1, "standard input line 2 is not valid UTF-8"),
         (["show", "word " * 600], None, 1, "is 602 tokens long; the model takes at most 512"),
         (["show", "hi", "--head", "12"], None, 1, "head 12 does not exist: this model has 12 heads (0..11)"),
@@ -150,6 +150,14 @@ def test_model_without_attention(tmp_path):
         (["show", "hi", "--pair", "x", "--model", "scratch"], None, 2, "--pair is for pretrained encoder models"),
         (["show", "hi", "--heads", "4"], None, 2, "--heads is for --model scratch, not minilm"),
         (["show", "hi", "--pair", " "], None, 1, "the --pair text is empty"),
+        (["tokens", "hi", "--target", "x"], None, 2, "--target is for encoder-decoder models"),
+        (["explain", "hi", "--model", "minilm", "--heads", "4"], None, 2, "--heads is for --model scratch"),
+        (
+            ["export", "hi", "--renormalize", "--out", "/tmp/x"],
+            None,
+            2,
+            "--renormalize only applies with --hide-special",
+        ),
     ],
 )
 def test_bad_input_is_one_line(args, stdin, code, message):

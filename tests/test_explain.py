@@ -191,7 +191,7 @@ def test_cli_explain_json_holds_every_tensor(capsys):
         (["--head", "8"], 1, "error: head 8 does not exist: this model has 8 heads (0..7)"),
         (["--query", "nope"], 1, "error: no query token 'nope'"),
         (["--format", "xml"], 2, "error: unknown --format 'xml'"),
-        (["--model", "minilm", "--causal"], 2, "error: --causal, --weights and --source are for the scratch model"),
+        (["--model", "minilm", "--causal"], 2, "error: --causal is for --model scratch, not minilm"),
         (["--d-model", "100"], 2, "error: --d-model 100 is not divisible by --heads 8"),
     ],
 )

@@ -60,3 +60,28 @@ def test_batched_results_equal_single_runs(tiny_model):
 def test_dtype_float16_still_returns_float32(tiny_model):
     r = extract("I have a dream", model=str(tiny_model("llama")), dtype="bfloat16", device="cpu")
     assert r.stacks[0].weights.dtype == np.float32
+
+
+def test_a_batch_mixing_pairs_and_single_sentences_equals_single_runs(tiny_model):
+    from attnviz.api import cached_backend, run_batch
+    from attnviz.models import Inputs, LoadOptions
+
+    backend = cached_backend(str(tiny_model("bert")), LoadOptions(device="cpu"))
+    batch = [Inputs("I have a dream"), Inputs("so do I", pair="said the cat"), Inputs("attention")]
+    for inputs, got in zip(batch, run_batch(backend, batch, batch_size=3)):
+        (alone,) = run_batch(backend, [inputs])
+        assert got.text == inputs.text and got.stacks[0].query.texts == alone.stacks[0].query.texts
+        np.testing.assert_allclose(got.stacks[0].weights, alone.stacks[0].weights, atol=1e-6)
+
+
+def test_decoder_target_at_the_limit_fails_cleanly_or_truncates(tiny_model):
+    """The start token takes one position: the target may use max_positions - 1."""
+    from attnviz.errors import InputError
+
+    folder = str(tiny_model("bart"))  # max_position_embeddings = 64
+    long_target = "the quick brown fox " * 40
+    with pytest.raises(InputError, match="target is .* tokens long; the model takes at most 63"):
+        extract("I have a dream", model=folder, target=long_target, device="cpu")
+    r = extract("I have a dream", model=folder, target=long_target, device="cpu", truncate=True)
+    assert len(r.stack("decoder").query) == 64
+    assert any("target truncated" in w for w in r.warnings)

@@ -9,7 +9,7 @@ import typer
 
 from ..errors import UsageError
 from .app import app
-from .options import Causal, DModel, Heads, Layers, Seed, Source, Weights, read_texts, write_stdout
+from .options import Causal, DModel, Heads, Layers, ModelArgs, Seed, Source, Weights, read_sentences_arg, write_stdout
 
 FORMATS = ("table", "json")
 LESSON_PANEL = "Lesson"
@@ -62,18 +62,19 @@ def explain(
     """
     if fmt not in FORMATS:
         raise UsageError(f"unknown --format {fmt!r}", hint=f"choose one of: {', '.join(FORMATS)}")
-    if model != "scratch" and (causal or weights or source is not None):
-        raise UsageError("--causal, --weights and --source are for the scratch model", hint="add --model scratch")
+    ModelArgs(model, layers=layers, d_model=d_model, heads=heads, seed=seed, causal=causal, weights=weights).check()
+    if model != "scratch" and source is not None:
+        raise UsageError("--source (cross-attention) is for --model scratch", hint="add --model scratch")
     from ..explain import explain as walk
     from ..models import LoadOptions
 
     options = LoadOptions(
         device="cpu", layers=layers, d_model=d_model, heads=heads, seed=seed, causal=causal, weights=weights
     )
-    texts = read_texts(text)
+    texts = read_sentences_arg(text)
     if len(texts) > 1:
         raise UsageError(f"{len(texts)} sentences on standard input; explain walks one", hint="pipe in a single line")
-    lesson = walk(texts[0], model, layer=layer, head=head, query=query, source=source, options=options)
+    lesson = walk(texts[0].text, model, layer=layer, head=head, query=query, source=source, options=options)
     if fmt == "json":
         write_stdout(json.dumps(lesson.to_json(), ensure_ascii=False) + "\n")
         return

@@ -28,6 +28,7 @@ from .options import (
     Truncate,
     TrustRemoteCode,
     Words,
+    check_view_flags,
     write_stdout,
 )
 
@@ -179,6 +180,7 @@ def export(
         target=target,
     )
     options.check()
+    check_view_flags(head, "none", hide_special, renormalize)
     args = ModelArgs(model, device, dtype, trust_remote_code)
     reporter: Any = _reporter(quiet=False)
     started = time.perf_counter()

@@ -11,6 +11,7 @@ import typer
 from ..errors import InputError, UsageError
 
 if TYPE_CHECKING:
+    from ..inputs import Sentence
     from ..models import Backend, Inputs, LoadOptions
 
 MODEL_PANEL = "Model"
@@ -156,12 +157,17 @@ class ModelArgs:
     def load(self) -> Backend:
         from ..api import cached_backend
 
-        if self.model != "scratch":
-            defaults = ModelArgs()
-            for flag, name in SCRATCH_ONLY.items():
-                if getattr(self, name) != getattr(defaults, name):
-                    raise UsageError(f"{flag} is for --model scratch, not {self.model}", hint=f"drop {flag}")
+        self.check()
         return cached_backend(self.model, self.options())
+
+    def check(self) -> None:
+        """Scratch-only flags on another model are a usage error, not silently ignored."""
+        if self.model == "scratch":
+            return
+        defaults = ModelArgs()
+        for flag, name in SCRATCH_ONLY.items():
+            if getattr(self, name) != getattr(defaults, name):
+                raise UsageError(f"{flag} is for --model scratch, not {self.model}", hint=f"drop {flag}")
 
     def options(self) -> LoadOptions:
         from ..models import LoadOptions
@@ -179,29 +185,37 @@ class ModelArgs:
         )
 
 
-def read_texts(text: str) -> list[str]:
-    """TEXT itself, or for '-' every non-blank line of standard input (UTF-8, strict)."""
+def read_sentences_arg(text: str) -> list[Sentence]:
+    """TEXT itself, or for '-' the sentences on stdin: the rules of `export --input` (tabs, #, BOM)."""
+    from ..inputs import Sentence, read_sentences
+
     if text != "-":
-        return [text]
-    data = sys.stdin.buffer.read()
-    lines = data.split(b"\n")
-    texts = []
-    for number, raw in enumerate(lines, start=1):
-        try:
-            line = raw.decode("utf-8").rstrip("\r")
-        except UnicodeDecodeError as exc:
-            raise InputError(f"standard input line {number} is not valid UTF-8 (byte {exc.start})") from None
-        if line.strip():
-            texts.append(line)
-    if not texts:
-        raise InputError("standard input is empty", hint="pipe in one sentence per line")
-    return texts
+        return [Sentence(0, 1, text)]
+    sentences = read_sentences("-")
+    for sentence in sentences:
+        if sentence.error:  # show/tokens/explain print one result: a bad line stops them
+            raise InputError(sentence.error)
+    return sentences
 
 
-def make_inputs(texts: list[str], pair: str | None, target: str | None, source: str | None) -> list[Inputs]:
-    from ..models import Inputs
+def make_inputs(
+    sentences: list[Sentence], backend: Backend, pair: str | None, target: str | None, source: str | None
+) -> list[Inputs]:
+    """Inputs for the model; checks that it has a use for --pair/--target/--source (else UsageError)."""
+    from ..api import check_fits
+    from ..inputs import to_inputs
 
-    return [Inputs(t, pair=pair, target=target, source=source) for t in texts]
+    inputs = to_inputs(sentences, backend.info.family, pair=pair, target=target, source=source)
+    check_fits(backend, inputs)
+    return inputs
+
+
+def check_view_flags(head: str, agg: str, hide_special: bool, renormalize: bool) -> None:
+    """View flags that contradict each other (show and export share them)."""
+    if renormalize and not hide_special:
+        raise UsageError("--renormalize only applies with --hide-special", hint="add --hide-special")
+    if agg in ("mean", "max") and head.strip().lower() not in ("all", agg):
+        raise UsageError(f"--agg {agg} combines every head; it cannot go with --head {head}", hint="drop one of them")
 
 
 def write_stdout(data: str) -> None:

@@ -36,8 +36,9 @@ from .options import (
     TrustRemoteCode,
     Weights,
     Words,
+    check_view_flags,
     make_inputs,
-    read_texts,
+    read_sentences_arg,
     write_stdout,
 )
 
@@ -75,10 +76,7 @@ Digits = Annotated[
 def _check_flags(fmt: str, head: str, agg: str, hide_special: bool, renormalize: bool) -> None:
     if fmt not in FORMATS:
         raise UsageError(f"unknown --format {fmt!r}", hint=f"choose one of: {', '.join(FORMATS)}")
-    if renormalize and not hide_special:
-        raise UsageError("--renormalize only applies with --hide-special", hint="add --hide-special")
-    if agg in ("mean", "max") and head.strip().lower() not in ("all", agg):
-        raise UsageError(f"--agg {agg} combines every head; it cannot go with --head {head}", hint="drop one of them")
+    check_view_flags(head, agg, hide_special, renormalize)
     if fmt == "npz" and sys.stdout.isatty():
         raise UsageError(
             "npz is binary and stdout is a terminal", hint="redirect it to a file: ... --format npz > a.npz"
@@ -132,7 +130,7 @@ def show(
 ) -> None:
     """Show attention weights: every head of the last layer as heat tables, or data for pipelines."""
     _check_flags(fmt, head, agg, hide_special, renormalize)  # before reading stdin: a typo should not wait
-    texts = read_texts(text)
+    texts = read_sentences_arg(text)
     if fmt in ("json", "npz") and len(texts) > 1:
         raise UsageError(
             f"{len(texts)} sentences on standard input but --format {fmt} holds one", hint="use --format jsonl or csv"
@@ -141,7 +139,9 @@ def show(
     from ..api import run_batch
     from ..views import query_view, view
 
-    results = run_batch(args.load(), make_inputs(texts, pair, target, source), batch_size=batch_size, truncate=truncate)
+    backend = args.load()
+    inputs = make_inputs(texts, backend, pair, target, source)
+    results = run_batch(backend, inputs, batch_size=batch_size, truncate=truncate)
     for r in results:  # talk goes to stderr, so a pipe still gets clean data
         for warning in r.warnings:
             sys.stderr.write(f"warning: {warning}{f' ({r.text[:40]!r})' if len(results) > 1 else ''}\n")

@@ -22,7 +22,7 @@ from .options import (
     TextArg,
     TrustRemoteCode,
     make_inputs,
-    read_texts,
+    read_sentences_arg,
     write_stdout,
 )
 
@@ -48,7 +48,7 @@ def tokens(
 
     args = ModelArgs(model, device, trust_remote_code=trust_remote_code, d_model=d_model, heads=heads, seed=seed)
     backend = args.load()
-    for inputs in make_inputs(read_texts(text), pair, target, source):
+    for inputs in make_inputs(read_sentences_arg(text), backend, pair, target, source):
         check_text(inputs.text)
         sequences = backend.tokenize(inputs)
         if fmt == "json":
