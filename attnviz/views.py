@@ -103,13 +103,15 @@ def rollout(stack: Stack, head: str = "mean") -> Stack:
         a = layer + np.eye(T)  # the residual connection carries each token onward
         a /= a.sum(axis=-1, keepdims=True)
         joint = a @ joint  # (T, T): how layer l's outputs draw on the input tokens
-    label = h if h in HEAD_AGGREGATES else f"heads {head}"
+    # 'mean' | 'max' | 'head 3' | 'mean of heads 0,2'; the note words it as result.head_label does
+    label = h if h in HEAD_AGGREGATES else f"head {h}" if len(heads) == 1 else f"mean of heads {h}"
+    combined = f"{label} of heads" if h in HEAD_AGGREGATES else label
     return replace(
         stack,
         weights=joint.astype(np.float32)[None, None],  # (1, 1, T, T)
         layer_ids=("rollout",),
         head_ids=(label,),
-        notes=_with_note(stack, f"rollout over {stack.layers} layers ({label} of heads, identity added)"),
+        notes=_with_note(stack, f"rollout over {stack.layers} layers ({combined}, identity added)"),
     )
 
 
