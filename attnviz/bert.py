@@ -57,18 +57,17 @@ class BertEncoder(nn.Module):
             for _ in range(cfg["num_hidden_layers"])
         )
 
-    def forward(self, ids: Tensor, type_ids: Tensor, keep: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        """ids, type_ids, keep: (B, T) → (hidden states entering each layer, weights of each layer)."""
+    def forward(self, ids: Tensor, type_ids: Tensor, keep: Tensor) -> list[Tensor]:
+        """ids, type_ids, keep: (B, T) → the attention weights of each layer, (B, h, T, T) each."""
         B, T = ids.shape
         positions = torch.arange(T, device=ids.device)  # (T,)
         x = self.embed_norm(self.word(ids) + self.position(positions) + self.token_type(type_ids))  # (B, T, d)
         mask = padding_mask(keep)  # (B, 1, 1, T): padded keys get weight 0
-        hidden, weights = [], []
+        weights = []
         for layer in self.layers:
-            hidden.append(x)
             x, w = layer(x, mask)
             weights.append(w)  # (B, h, T, T)
-        return hidden, weights
+        return weights
 
 
 # transformers' checkpoint names → ours (after stripping a "bert." prefix)
@@ -176,8 +175,8 @@ class BertBackend:
         return {"input": tokens_from_encoding(self._encode([inputs], truncate=False)[0])[0]}
 
     @torch.inference_mode()
-    def forward(self, batch: Sequence[Inputs], truncate: bool = False) -> tuple[list[Any], list[Tensor], list[Tensor]]:
-        """Encodings, hidden states entering each layer, and weights per layer, for a padded batch."""
+    def run(self, batch: Sequence[Inputs], truncate: bool = False) -> list[AttentionResult]:
+        """One padded forward pass for the batch; each result cut back to its own tokens."""
         encodings = self._encode(batch, truncate)
         T = max(len(e.ids) for e in encodings)
 
@@ -187,11 +186,7 @@ class BertBackend:
         ids = padded([e.ids for e in encodings])
         type_ids = padded([e.type_ids for e in encodings])
         keep = padded([[1] * len(e.ids) for e in encodings]).bool()
-        hidden, weights = self.model(ids, type_ids, keep)
-        return encodings, hidden, weights
-
-    def run(self, batch: Sequence[Inputs], truncate: bool = False) -> list[AttentionResult]:
-        encodings, _, weights = self.forward(batch, truncate)
+        weights = self.model(ids, type_ids, keep)
         stacked = torch.stack(weights, dim=1).float().cpu().numpy()  # (B, L, h, T, T)
         results = []
         for b, (inputs, enc) in enumerate(zip(batch, encodings)):

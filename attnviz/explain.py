@@ -422,19 +422,23 @@ def _pretrained(text: str, model: str, layer: int) -> _Layer:
 
     from .api import check_text
     from .encoding import tokens_from_encoding
+    from .models import check_length
 
     check_text(text)
     logging.set_verbosity_error()  # load reports and progress bars are noise on our stderr
     logging.disable_progress_bar()
     folder, name = _bert_folder(model)
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    hf = AutoModel.from_pretrained(str(folder), attn_implementation="eager").eval()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        hf = AutoModel.from_pretrained(str(folder), attn_implementation="eager").eval()
+    except Exception as exc:  # a boundary, as in hf.py: transformers raises many types for bad folders
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelError(f"cannot load model {model!r}: {first[:300]}") from exc
     n = int(hf.config.num_hidden_layers)
     layer = _index(layer, n, "layer")
     encoded = tokenizer(text, return_tensors="pt")
     limit = int(hf.config.max_position_embeddings)
-    if encoded["input_ids"].shape[1] > limit:
-        raise SelectionError(f"the text is {encoded['input_ids'].shape[1]} tokens; the model takes at most {limit}")
+    check_length(encoded["input_ids"].shape[1], limit)
     out = hf(**encoded, output_attentions=True, output_hidden_states=True)
     tokens, _ = tokens_from_encoding(encoded.encodings[0])
     attn = MultiHeadAttention.from_bert_layer(folder, layer)

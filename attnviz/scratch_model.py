@@ -253,5 +253,10 @@ class ScratchBackend:
             weights = torch.cat(t.weights).float().cpu().numpy()  # (L, h, Tq, Tk)
             name = "cross" if t.memory is not None else "decoder" if self.causal else "encoder"
             stack = Stack(name, t.query, t.key, weights, causal=self.causal)
-            results.append(AttentionResult(NAME, inputs.text, (stack,), inputs.extras(), self.precision))
+            cut = [
+                f"{what} truncated to {MAX_TOKENS} tokens (the scratch model's maximum)"
+                for what, text in (("input", inputs.text), ("source", inputs.source))
+                if text is not None and truncate and len(tokens_of(text)) > MAX_TOKENS
+            ]
+            results.append(AttentionResult(NAME, inputs.text, (stack,), inputs.extras(), self.precision, tuple(cut)))
         return results

@@ -244,3 +244,11 @@ def test_show_scratch_json_twice_gives_identical_numbers():
     assert stack["query_tokens"] == stack["key_tokens"] == ["I", "have", "a", "dream"]
     assert np.asarray(stack["attention"]).shape == (1, 8, 4, 4)
     assert first == second
+
+
+def test_truncate_warns_like_the_other_backends():
+    from attnviz import extract
+
+    r = extract(" ".join(["word"] * 1100), model="scratch", truncate=True)
+    assert r.warnings == ("input truncated to 1024 tokens (the scratch model's maximum)",)
+    assert len(r.stacks[0].query) == 1024
