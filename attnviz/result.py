@@ -156,3 +156,27 @@ class AttentionResult:
             for s in self.stacks
         ]
         return doc
+
+
+# head ids views give to a head axis they combined (views.HEAD_AGGREGATES names the same two)
+AGGREGATE_HEADS = ("mean", "max")
+
+
+def layer_label(layer_id: int | str) -> str:
+    """'layer 3' for a model layer; a string id ('rollout') names itself."""
+    return layer_id if isinstance(layer_id, str) else f"layer {layer_id}"
+
+
+def head_label(head_id: int | str) -> str:
+    """'head 3'; 'mean of heads' for a combined axis; any other string ('head 0' of a rollout) as it is."""
+    if isinstance(head_id, str):
+        return f"{head_id} of heads" if head_id in AGGREGATE_HEADS else head_id
+    return f"head {head_id}"
+
+
+def view_label(layer_id: int | str | None = None, head_id: int | str | None = None) -> str:
+    """'layer 3 · head 2', 'rollout · mean of heads', or just the one part given."""
+    parts = [] if layer_id is None else [layer_label(layer_id)]
+    if head_id is not None:
+        parts.append(head_label(head_id))
+    return " · ".join(parts)

@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
-from rich.console import Console
+from consoles import draw
 from rich.text import Text
 
 from attnviz import extract
 from attnviz.render import bars, heat, table
-from attnviz.render.term import SHADES, rgb
+from attnviz.render.term import SHADES, boundary, rgb
 from attnviz.views import query_view, view
 
 SENTENCE = "the quick brown fox jumps over the lazy dog "
-
-
-def draw(renderable, width: int, color: bool) -> str:
-    out = io.StringIO()
-    console = Console(
-        file=out,
-        width=width,
-        color_system="truecolor" if color else None,
-        force_terminal=color,
-        legacy_windows=False,
-        _environ={},
-    )
-    console.print(renderable)
-    return out.getvalue()
 
 
 def visible_width(line: str) -> int:
@@ -113,3 +97,23 @@ def test_token_legend_wraps_and_marks_sentence_b(pair):
     assert all(line.cell_len <= 30 for line in lines)
     joined = " ".join(line.plain for line in lines)
     assert "│ 9 it" in joined and "0 [CLS]" in joined
+
+
+PAIR_WORDS = "the cat sat on a warm mat by the old door while rain fell".split()
+
+
+@pytest.mark.parametrize("a_words, b_words", [(3, 2), (3, 9), (6, 5), (6, 9), (11, 2), (11, 5)])
+def test_sentence_pairs_fit_at_every_width(a_words, b_words):
+    """The column where sentence B starts, and cells that never straddle it, still fit the width."""
+    result = extract(" ".join(PAIR_WORDS[:a_words]) + ".", pair=" ".join(PAIR_WORDS[-b_words:]) + ".", device="cpu")
+    stack = view(result, head="0").stacks[0]
+    assert boundary(stack.key.segments) is not None
+    for width in range(12, 60):
+        for color in (False, True):
+            # the lines as built, before rich crops anything at the console's edge
+            lines = table.stack_lines(stack, width, color, style="heat")
+            widest = max(line.cell_len for line in lines)
+            assert widest <= width, f"{widest} cells at width {width} (color={color})"
+        size = heat.cell_size(len(stack.query), len(stack.key), width, boundary(stack.key.segments))
+        note = heat.pooled_note(len(stack.query), len(stack.key), width, boundary(stack.key.segments))
+        assert (f"{size}×{size} tokens" in note) if size > 1 else note == ""

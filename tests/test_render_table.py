@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-from rich.console import Console
+from consoles import draw
+from rich.cells import cell_len
 from rich.text import Text
 
 from attnviz import extract
 from attnviz.render import bars, table
+from attnviz.render import explain as explain_render
 from attnviz.render.term import MARK, cell_style, rgb
+from attnviz.result import AttentionResult, Stack, Tokens
 from attnviz.views import query_view, view
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -21,20 +23,6 @@ LONG = (
     "Attention lets every token in a sentence look at every other token, weigh how much each one matters "
     "for its own meaning, and mix their values accordingly."
 )
-
-
-def draw(renderable, width: int, color: bool = False) -> str:
-    out = io.StringIO()
-    console = Console(
-        file=out,
-        width=width,
-        color_system="truecolor" if color else None,
-        force_terminal=color,
-        legacy_windows=False,
-        _environ={},  # ignore NO_COLOR / COLUMNS from the test environment
-    )
-    console.print(renderable)
-    return out.getvalue()
 
 
 def check_golden(name: str, text: str) -> None:
@@ -130,3 +118,43 @@ def test_notes_from_views_are_shown(results):
     assert "rows no longer sum to 1" in text and "[CLS]" not in text
     text = draw(table.render(view(results["short"], head="0", hide_specials=True, renormalize=True)), 80)
     assert "renormalised" in text
+
+
+def test_rollout_of_chosen_heads_is_titled_plainly(results):
+    one = draw(table.render(view(results["short"], agg="rollout", head="0")), 80)
+    assert one.startswith("encoder · rollout · head 0\n")
+    assert "note: rollout over 6 layers (head 0, identity added)" in one
+    several = draw(table.render(view(results["short"], agg="rollout", head="0,2")), 80)
+    assert several.startswith("encoder · rollout · mean of heads 0,2\n")
+    assert "(mean of heads 0,2, identity added)" in several
+    for text in (one, several):
+        assert "of heads of heads" not in text and "heads 0 of" not in text
+    assert draw(table.render(view(results["short"], agg="rollout")), 80).startswith("encoder · rollout · mean of heads")
+
+
+def _one_query_result(layer_ids: tuple[int | str, ...]) -> AttentionResult:
+    """One head, one query over three keys, in layers named `layer_ids`."""
+    keys = Tokens(("a", "b", "c"))
+    weights = np.tile(np.array([0.2, 0.3, 0.5], dtype=np.float32), (len(layer_ids), 1, 1, 1))
+    stack = Stack("encoder", Tokens(("a",)), keys, weights, layer_ids=layer_ids)
+    return AttentionResult("synthetic", "a b c", (stack,)).validate()
+
+
+def test_bars_name_layers_in_numeric_order():
+    text = draw(bars.render(_one_query_result(tuple(range(12)))), 200)
+    assert text.splitlines()[0].startswith("encoder · layer 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 · query 'a'")
+    shuffled = draw(bars.render(_one_query_result((10, 2, 1))), 200)
+    assert shuffled.splitlines()[0].startswith("encoder · layer 1, 2, 10 ·")
+    titles = [line.split("   ")[0] for line in shuffled.splitlines() if line.startswith("layer")]
+    assert titles == ["layer 10 · head 0"]  # blocks stay in the stack's order
+
+
+def test_explain_tables_measure_wide_tokens_in_cells():
+    rows = ("梦想梦想梦想梦想", "a")  # 16 cells wide: cut to 12 cells, not 12 characters
+    columns = tuple(f"k{i}" for i in range(20))
+    values = np.full((2, 20), 0.05)
+    lines = draw(explain_render.heat_table(values, rows, columns, 60, unit=True), 60).splitlines()
+    assert max(cell_len(line) for line in lines) <= 60
+    assert lines[1].startswith("梦想梦想梦…")
+    assert all("…" not in line.split()[-2] for line in lines[1:])  # no value column squeezed
+    assert all(line.endswith("… +14") or "+14" not in line for line in lines)

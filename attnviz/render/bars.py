@@ -12,7 +12,7 @@ from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.text import Text
 
-from ..result import AttentionResult, Stack
+from ..result import AttentionResult, Stack, view_label
 from .term import EIGHTHS, MARK, boundary, fg_style, fit, has_color, note_lines, scale_top, side_by_side
 
 BAR_CELLS = 16
@@ -44,7 +44,7 @@ def bars_block(
     lw = max(1, min(max((cell_len(stack.key.texts[j]) for j in keep), default=1), LABEL_CELLS))
     vw = len(f"{1:.{digits}f}")
     strongest = int(np.argmax(row))
-    cut = boundary(stack.key.segments) if stack.key.segments else None
+    cut = boundary(stack.key.segments)
     lines = [Text(title, style="bold")]
     previous = -1
     for j in keep:
@@ -67,19 +67,21 @@ def bars_block(
 
 
 def _title(stack: Stack, li: int, hi: int) -> str:
-    layer, head = stack.layer_ids[li], stack.head_ids[hi]
-    parts = []
-    if stack.layers > 1 or layer == "rollout":
-        parts.append("rollout" if layer == "rollout" else f"layer {layer}")
-    parts.append(f"{head} of heads" if isinstance(head, str) else f"head {head}")
-    return " · ".join(parts)
+    """'head 2', with its layer first where the stack holds several (or a rollout)."""
+    layer = stack.layer_ids[li]
+    return view_label(layer if stack.layers > 1 or isinstance(layer, str) else None, stack.head_ids[hi])
+
+
+def _layer_order(layer_id: int | str) -> tuple[int, int, str]:
+    """Model layers by number (2 before 10), then named ones ('rollout')."""
+    return (1, 0, layer_id) if isinstance(layer_id, str) else (0, int(layer_id), "")
 
 
 def stack_bar_lines(stack: Stack, width: int, color: bool, digits: int = 2) -> list[Text]:
     """Bars of every (layer, head) of a stack that holds exactly one query row."""
-    vmax = scale_top(float(stack.weights.max()) if stack.weights.size else 0.0)
+    vmax = scale_top(stack.weights)
     q = stack.query.texts[0]
-    layers = sorted({str(x) for x in stack.layer_ids}) if stack.layers > 1 else [str(stack.layer_ids[0])]
+    layers = [str(x) for x in sorted(set(stack.layer_ids), key=_layer_order)]
     where = "rollout" if stack.layer_ids == ("rollout",) else "layer " + ", ".join(layers)
     lines = [Text(fit(f"{stack.name} · {where} · query {q!r}: its weight on each key", width).rstrip(), style="bold")]
     blocks = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from rich.cells import cell_len
 from rich.color import Color
 from rich.console import Group, RenderableType
 from rich.padding import Padding
@@ -14,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..explain import Explanation, Step
+from . import term
 
 SMALL = 16  # value tables are shown for up to this many tokens; beyond that, shapes only
 CELL = 7  # characters per value column, padding included ("-12.34" + gap)
@@ -42,12 +44,12 @@ def _cell_style(v: float, scale: float, unit: bool) -> Style:
         rgb = (255, int(255 - 175 * t), int(255 - 175 * t))  # white → red
     else:
         rgb = (int(255 - 175 * t), int(255 - 175 * t), 255)  # white → blue
-    dark = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] < 140
-    return Style(bgcolor=Color.from_rgb(*rgb), color="white" if dark else "black")
+    return Style(bgcolor=Color.from_rgb(*rgb), color=Color.from_rgb(*term.text_on(rgb)))
 
 
 def _label(text: str, limit: int = 12) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """`text` cut to `limit` terminal cells (with …); CJK characters count two."""
+    return term.fit(text, limit).rstrip()
 
 
 def heat_table(
@@ -60,7 +62,7 @@ def heat_table(
     corner: str = "",
 ) -> Table:
     """A compact heat table; columns beyond the width are cut with a '… +N' column."""
-    label_width = max([len(_label(r)) for r in rows] + [len(corner)]) + 2
+    label_width = max([cell_len(_label(r)) for r in rows] + [cell_len(corner)]) + 2
     fit = max(2, (width - INDENT - label_width - 8) // CELL)
     shown = min(len(columns), fit)
     finite = values[np.isfinite(values)]
@@ -229,14 +231,14 @@ def _pooling(L: Lesson, e: Explanation) -> None:
     if Tk > 48:
         L.say(("(too many keys to draw; see --format json)", "dim"))
         return
-    label_width = max(len(_label(t)) for t in e.key.texts)
+    label_width = max(cell_len(_label(t)) for t in e.key.texts)
     bar_width = max(10, min(40, L.width - INDENT - label_width - 12))
     bars = Text()
     for tok, w in zip(e.key.texts, p.weights):
         n = float(w) * bar_width
         full = int(n)
         partial = " ▏▎▍▌▋▊▉"[int((n - full) * 8)]
-        bars.append(f"{_label(tok):<{label_width}} ", style="bold")
+        bars.append(term.fit(tok, label_width) + " ", style="bold")
         bars.append("█" * full + (partial if full < bar_width else ""), style="blue")
         bars.append(" " * (bar_width - full) + f" {float(w):.{L.digits}f}\n")
     bars.rstrip()

@@ -53,10 +53,18 @@ def _half(top: int, bottom: int) -> Style:
     )
 
 
-def cell_size(stack_q: int, stack_k: int, width: int) -> int:
-    """Tokens per heatmap cell (each axis) so that `stack_k` keys fit in `width` columns."""
-    axis = len(str(max(stack_q - 1, 0))) + 2  # query index, a space, maybe a boundary column
-    return max(1, math.ceil(stack_k / max(1, width - axis)))
+def cell_size(stack_q: int, stack_k: int, width: int, cut: int | None = None) -> int:
+    """Tokens per heatmap cell (each axis) so that `stack_k` keys fit in `width` columns.
+
+    `cut` is the first key of sentence B: cells never straddle it, so a pair can need
+    one cell more than `stack_k / size` (besides the boundary column itself).
+    """
+    axis = len(str(max(stack_q - 1, 0))) + 2  # query index, a space, the boundary column
+    room = max(1, width - axis)
+    size = max(1, math.ceil(stack_k / room))
+    while size < stack_k and cut is not None and math.ceil(cut / size) + math.ceil((stack_k - cut) / size) > room:
+        size += 1
+    return size
 
 
 def heat_block(
@@ -70,9 +78,9 @@ def heat_block(
 ) -> list[Text]:
     """One heatmap, at most `width` cells wide, with index axes."""
     q, k = w.shape
-    qb = boundary(query.segments) if query.segments else None
-    kb = boundary(key.segments) if key.segments else None
-    size = cell_size(q, k, width)
+    qb = boundary(query.segments)
+    kb = boundary(key.segments)
+    size = cell_size(q, k, width, kb)
     q_groups, k_groups = _groups(q, size, qb), _groups(k, size, kb)
     cells = _pool(w, q_groups, k_groups) / vmax  # (gq, gk) in [0, 1]
     k_cut = next((j for j, g in enumerate(k_groups) if kb is not None and g[0] == kb), None)
@@ -127,15 +135,15 @@ def heat_block(
     return lines
 
 
-def pooled_note(q: int, k: int, width: int) -> str:
+def pooled_note(q: int, k: int, width: int, cut: int | None = None) -> str:
     """What one heatmap cell stands for, when it stands for more than one token pair."""
-    size = cell_size(q, k, width)
+    size = cell_size(q, k, width, cut)
     return f"each heatmap cell is the max over {size}×{size} tokens" if size > 1 else ""
 
 
 def token_legend(tokens: Tokens, width: int, label: str = "tokens") -> list[Text]:
     """'tokens: 0 [CLS]  1 i  2 have …' wrapped to `width`, '│' where sentence B starts."""
-    cut = boundary(tokens.segments) if tokens.segments else None
+    cut = boundary(tokens.segments)
     entries = []
     for i, text in enumerate(tokens.texts):
         shown = fit(text, LEGEND_TOKEN_CELLS).rstrip() or "␣"

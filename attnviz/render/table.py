@@ -14,7 +14,7 @@ from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.text import Text
 
-from ..result import AttentionResult, Stack, Tokens
+from ..result import AttentionResult, Stack, Tokens, head_label, layer_label, view_label
 from . import heat
 from .term import (
     MARK,
@@ -65,7 +65,7 @@ def _label_width(query: Tokens, compact: bool) -> int:
 
 def table_width(query: Tokens, key: Tokens, digits: int, compact: bool) -> int:
     """Cells one table takes, label column and sentence boundary included."""
-    cut = boundary(key.segments) if key.segments else None
+    cut = boundary(key.segments)
     return _label_width(query, compact) + 1 + sum(_column_widths(key, digits, compact)) + (cut is not None)
 
 
@@ -81,8 +81,8 @@ def table_block(
     """One heat table as lines of text; the strongest cell of each row bold and marked ◂."""
     widths = _column_widths(key, digits, compact)
     lw = _label_width(query, compact)
-    kb = boundary(key.segments) if key.segments else None
-    qb = boundary(query.segments) if query.segments else None
+    kb = boundary(key.segments)
+    qb = boundary(query.segments)
     lines: list[Text] = []
     if title:
         lines.append(Text(fit(title, table_width(query, key, digits, compact)).rstrip(), style="bold"))
@@ -132,22 +132,10 @@ def _header_cell(tok: str, cw: int, compact: bool, special: bool, room: bool) ->
 
 
 def _heading(stack: Stack, li: int | None, hi: int | None) -> str:
-    parts = [stack.name]
-    if li is not None:
-        layer = stack.layer_ids[li]
-        parts.append("rollout" if layer == "rollout" else f"layer {layer}")
-    if hi is not None:
-        head = stack.head_ids[hi]
-        parts.append(f"{head} of heads" if isinstance(head, str) else f"head {head}")
-    return " · ".join(parts)
-
-
-def _block_title(stack: Stack, li: int, hi: int, by_layer: bool) -> str:
-    if by_layer:
-        layer = stack.layer_ids[li]
-        return "rollout" if layer == "rollout" else f"layer {layer}"
-    head = stack.head_ids[hi]
-    return f"{head} of heads" if isinstance(head, str) else f"head {head}"
+    """'encoder · layer 5 · head 2': the stack, then the layer and head when given."""
+    layer = None if li is None else stack.layer_ids[li]
+    head = None if hi is None else stack.head_ids[hi]
+    return f"{stack.name} · {view_label(layer, head)}"
 
 
 class AttentionView:
@@ -182,7 +170,7 @@ def _layout(stack: Stack, width: int, digits: int, style: str) -> str:
 
 def stack_lines(stack: Stack, width: int, color: bool, digits: int = 2, style: str = "table") -> list[Text]:
     """Headings, tables or heatmaps (a grid when there are many), legend and notes of one stack."""
-    vmax = scale_top(float(stack.weights.max()) if stack.weights.size else 0.0)
+    vmax = scale_top(stack.weights)
     layout = _layout(stack, width, digits, style)
     by_layer = stack.heads == 1 and stack.layers > 1
 
@@ -198,14 +186,14 @@ def stack_lines(stack: Stack, width: int, color: bool, digits: int = 2, style: s
         lines += block(0, 0, "")
     elif by_layer:
         lines.append(Text(fit(f"{_heading(stack, None, 0)} · {stack.layers} layers", width).rstrip(), style="bold"))
-        lines += side_by_side([block(li, 0, _block_title(stack, li, 0, True)) for li in range(stack.layers)], width)
+        lines += side_by_side([block(li, 0, layer_label(stack.layer_ids[li])) for li in range(stack.layers)], width)
     else:
         for li in range(stack.layers):
             if li:
                 lines.append(Text(""))
             heading = f"{_heading(stack, li, None)} · {stack.heads} heads"
             lines.append(Text(fit(heading, width).rstrip(), style="bold"))
-            blocks = [block(li, hi, _block_title(stack, li, hi, False)) for hi in range(stack.heads)]
+            blocks = [block(li, hi, head_label(stack.head_ids[hi])) for hi in range(stack.heads)]
             lines += side_by_side(blocks, width)
     lines.append(Text(""))
     lines += _legend_lines(stack, layout, style, vmax, width, color, digits)
@@ -220,7 +208,7 @@ def _legend_lines(
     if layout == "heat":
         items.append(ramp(vmax, digits, color))
         items.append("rows: query tokens, columns: key tokens")
-        pooled = heat.pooled_note(q, k, width)
+        pooled = heat.pooled_note(q, k, width, boundary(stack.key.segments))
         if pooled:
             items.append(pooled)
         if style == "table":

@@ -11,6 +11,7 @@ import math
 import textwrap
 from collections.abc import Sequence
 
+import numpy as np
 from rich.cells import cell_len, set_cell_size
 from rich.color import Color
 from rich.console import Console
@@ -54,12 +55,16 @@ def _luminance(c: tuple[int, int, int]) -> float:
     return 0.2126 * lin(c[0]) + 0.7152 * lin(c[1]) + 0.0722 * lin(c[2])
 
 
+def text_on(bg: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black or white, whichever contrasts more with the background `bg`."""
+    # 0.179 is where black and white text have equal WCAG contrast on the background
+    return (0, 0, 0) if _luminance(bg) > 0.179 else (255, 255, 255)
+
+
 def cell_style(t: float, bold: bool = False) -> Style:
     """Background from the scale, black or white text, whichever contrasts more."""
     bg = rgb(t)
-    # 0.179 is where black and white text have equal WCAG contrast on the background
-    fg = (0, 0, 0) if _luminance(bg) > 0.179 else (255, 255, 255)
-    return Style(color=Color.from_rgb(*fg), bgcolor=Color.from_rgb(*bg), bold=bold)
+    return Style(color=Color.from_rgb(*text_on(bg)), bgcolor=Color.from_rgb(*bg), bold=bold)
 
 
 def fg_style(t: float) -> Style:
@@ -76,14 +81,18 @@ def fit(text: str, width: int, right: bool = False) -> str:
     if width <= 0:
         return ""
     if cell_len(text) > width:
-        text = set_cell_size(text, width - 1) + "…"
+        cut = set_cell_size(text, width - 1)
+        if cut.endswith(" ") and not text[: len(cut)].endswith(" "):
+            cut = cut[:-1]  # rich padded where a wide character did not fit: the … goes right after
+        text = cut + "…"
     pad = " " * (width - cell_len(text))
     return pad + text if right else text + pad
 
 
-def scale_top(weights_max: float) -> float:
-    """The value the brightest colour stands for: the largest weight shown (never 0)."""
-    return weights_max if weights_max > 0 and math.isfinite(weights_max) else 1.0
+def scale_top(weights: np.ndarray) -> float:
+    """The value the brightest colour stands for: the largest weight shown (1 when none is above 0)."""
+    top = float(weights.max()) if weights.size else 0.0
+    return top if top > 0 and math.isfinite(top) else 1.0
 
 
 def ramp(vmax: float, digits: int, color: bool) -> Text:
