@@ -20,6 +20,7 @@ import os
 import re
 import signal
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -170,11 +171,24 @@ def _stacks(result: AttentionResult, options: ExportOptions) -> list[Stack]:
             tokens=options.tokens,
         ).stacks
 
-    if options.view == "rollout":
-        # rollout needs self-attention: every stack but cross, unless one is named
-        names = [options.stack] if options.stack else [s.name for s in result.stacks if s.name != "cross"]
-        return [pick("all", options.head, name, "rollout")[0] for name in names]
-    return list(pick(options.layer, options.head, options.stack, "none"))
+    # rollout's stacks (cross skipped unless named) are views.view's rule, as for `show`
+    return list(pick(options.layer, options.head, options.stack, "rollout" if options.view == "rollout" else "none"))
+
+
+def _ints(ids: Sequence[int | str]) -> list[int]:
+    return [int(i) for i in ids]
+
+
+def _source_heads(result: AttentionResult, s: Stack, head: str) -> list[int]:
+    """The model heads behind a view stack's heads (an aggregate stands for the heads it combined)."""
+    if all(isinstance(h, int) for h in s.head_ids):
+        return _ints(s.head_ids)
+    from .views import HEAD_AGGREGATES, parse_index_spec
+
+    source = result.stack(s.name)
+    spec = head.strip().lower()
+    picked = range(source.heads) if spec in ("all", *HEAD_AGGREGATES) else parse_index_spec(spec, source.heads, "head")
+    return [int(source.head_ids[i]) for i in picked]
 
 
 def plan(result: AttentionResult, sentence: Sentence, inputs: Inputs, options: ExportOptions) -> list[Task]:
@@ -192,10 +206,34 @@ def plan(result: AttentionResult, sentence: Sentence, inputs: Inputs, options: E
         q, k = s.query.texts, s.key.texts
         caption = "\n".join(s.notes)
         head_word = f"{s.head_ids[0]} of heads" if s.heads == 1 and isinstance(s.head_ids[0], str) else None
+        # manifest fields keep one type: layer/head an int or null, layers/heads lists of ints, agg a str or null
+        all_layers = _ints(result.stack(s.name).layer_ids) if options.view == "rollout" else _ints(s.layer_ids)
+        all_heads = _source_heads(result, s, options.head)
+        heads_agg: str | None = None  # how one map combines heads: 'mean', 'max', or None (each head its own)
+        if head_word:  # rollout of chosen heads ('head 3', 'mean of heads 0,2') averages them
+            label = str(s.head_ids[0])
+            heads_agg = label if label in ("mean", "max") else "mean" if len(all_heads) > 1 else None
 
-        def item(weights: np.ndarray, title: str, suffix: str, layer: Any, head: Any, s: Stack = s) -> Item:
+        def item(
+            weights: np.ndarray,
+            title: str,
+            suffix: str,
+            layers: list[int],
+            heads: list[int],
+            agg: str | None,
+            s: Stack = s,
+        ) -> Item:
             name = f"{stem}-{s.name}-{suffix}.{options.fmt}"
-            record = {**base, "stack": s.name, "layer": layer, "head": head, "file": name}
+            record = {
+                **base,
+                "stack": s.name,
+                "layer": layers[0] if len(layers) == 1 else None,
+                "layers": layers,
+                "head": heads[0] if len(heads) == 1 and agg is None else None,
+                "heads": heads,
+                "agg": agg,
+                "file": name,
+            }
             return Item(
                 np.ascontiguousarray(weights, dtype=np.float32), f"{result.model} · {s.name} · {title}", name, record
             )
@@ -207,8 +245,9 @@ def plan(result: AttentionResult, sentence: Sentence, inputs: Inputs, options: E
                     s.weights[li, hi][None],
                     f"layer {layer} · {head_word or f'head {head}'}",
                     f"L{layer:02d}-H{head:02d}" if isinstance(head, int) else f"L{layer:02d}-{head}",
-                    layer,
-                    head,
+                    [int(layer)],
+                    [head] if isinstance(head, int) else all_heads,
+                    heads_agg,
                 )
                 for li, layer in enumerate(s.layer_ids)
                 for hi, head in enumerate(s.head_ids)
@@ -218,7 +257,14 @@ def plan(result: AttentionResult, sentence: Sentence, inputs: Inputs, options: E
             titles = tuple(f"head {h}" for h in s.head_ids)
             layout = Layout(s.heads // cols, cols, q, k, panel_titles=titles, caption=caption)
             items = [
-                item(s.weights[li], f"layer {layer} · {s.heads} heads", f"L{layer:02d}", layer, "all")
+                item(
+                    s.weights[li],
+                    f"layer {layer} · {s.heads} heads",
+                    f"L{layer:02d}",
+                    [int(layer)],
+                    all_heads,
+                    heads_agg,
+                )
                 for li, layer in enumerate(s.layer_ids)
             ]
         elif options.view == "model":
@@ -226,16 +272,27 @@ def plan(result: AttentionResult, sentence: Sentence, inputs: Inputs, options: E
             rows = tuple(f"layer {layer}" for layer in s.layer_ids)
             layout = Layout(s.layers, s.heads, q, k, panel_titles=titles, row_titles=rows, caption=caption)
             weights = s.weights.reshape(s.layers * s.heads, len(q), len(k))  # (L*H, q, k), row-major panels
-            items = [item(weights, f"layers {_span(s.layer_ids)} × heads {_span(s.head_ids)}", "model", "all", "all")]
+            title = f"layers {_span(s.layer_ids)} × heads {_span(s.head_ids)}"
+            items = [item(weights, title, "model", all_layers, all_heads, heads_agg)]
         elif options.view == "mean":
             layout = Layout(1, 1, q, k, caption=caption)
             mean = s.weights.mean(axis=(0, 1))[None]  # (1, q, k)
             layers = s.layer_ids[0] if s.layers == 1 else _span(s.layer_ids)
             what = "layer" if s.layers == 1 else "layers"
-            items = [item(mean, f"{what} {layers} · mean of {s.heads} heads", "mean", layers, "mean")]
+            items = [
+                item(
+                    mean,
+                    f"{what} {layers} · mean of {s.heads} heads",
+                    "mean",
+                    all_layers,
+                    all_heads,
+                    heads_agg or ("mean" if len(all_heads) > 1 else None),
+                )
+            ]
         else:  # rollout
             layout = Layout(1, 1, q, k, caption=caption)
-            items = [item(s.weights[0, 0][None], f"rollout · {s.head_ids[0]}", "rollout", "rollout", s.head_ids[0])]
+            title = f"rollout · {s.head_ids[0]}"
+            items = [item(s.weights[0, 0][None], title, "rollout", all_layers, all_heads, heads_agg)]
         tasks.append(Task(layout, style, tuple(items)))
     return tasks
 
@@ -291,21 +348,30 @@ def _get_painter() -> Any:
     return _painter
 
 
-def draw_task(task: Task, folder: str, on_done: Callable[[str], None] | None = None) -> list[str]:
-    """Draw and write a task's images; returns their file names. Runs in a worker or in-process."""
-    painter = _get_painter()
-    names = []
-    for item in task.items:
-        data = painter.render(task.layout, task.style, item.weights, item.title)
-        path = Path(folder) / item.name
-        if on_done is None:
-            write_atomic(path, data)
-        else:
-            with deferred_interrupt():
+def draw_task(
+    task: Task, folder: str, on_done: Callable[[str], None] | None = None
+) -> tuple[list[str], Exception | None]:
+    """Draw and write a task's images. Runs in a worker or in-process.
+
+    Returns the names of the images written and the error that stopped the task (None if
+    none): images written before a failure are complete and must still reach the manifest.
+    """
+    names: list[str] = []
+    try:
+        painter = _get_painter()
+        for item in task.items:
+            data = painter.render(task.layout, task.style, item.weights, item.title)
+            path = Path(folder) / item.name
+            if on_done is None:
                 write_atomic(path, data)
-                on_done(item.name)
-        names.append(item.name)
-    return names
+            else:
+                with deferred_interrupt():
+                    write_atomic(path, data)
+                    on_done(item.name)
+            names.append(item.name)
+    except Exception as exc:
+        return names, exc
+    return names, None
 
 
 # ---------------------------------------------------------------- the manifest
@@ -365,9 +431,34 @@ def prepare_folder(folder: Path) -> None:
         raise OutputError(f"cannot create --out {folder}: {exc.strerror}") from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"--out {folder} is not writable", hint="choose another folder or fix its permissions")
-    for stale in folder.glob(f"{TMP_PREFIX}*"):
-        with contextlib.suppress(OSError):
-            stale.unlink()  # left by a run that was killed outright
+    for tmp in folder.glob(f"{TMP_PREFIX}*"):
+        if _is_stale(tmp):
+            with contextlib.suppress(OSError):
+                tmp.unlink()  # left by a run that was killed outright
+
+
+STALE_SECONDS = 600  # one image's temporary file lives for moments; ten minutes old means abandoned
+
+
+def _is_stale(tmp: Path) -> bool:
+    """A temporary file (named …-PID by write_atomic) whose writer is gone, or that is old.
+
+    Another export writing into the same folder right now keeps its files: its process is
+    alive and they are fresh. The age rule covers a recycled pid.
+    """
+    with contextlib.suppress(OSError):
+        if time.time() - tmp.stat().st_mtime > STALE_SECONDS:
+            return True
+    pid = tmp.name.rsplit("-", 1)[-1]
+    if not pid.isdigit() or int(pid) <= 0:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # alive, but another user's process (EPERM)
+    return False
 
 
 def _to_inputs(sentences: Sequence[Sentence], options: ExportOptions, family: str) -> list[Inputs]:
@@ -434,7 +525,7 @@ def export(
 
         # spawn, not fork: the model's threads must not be copied; workers warm up while the model loads
         pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
-    pending: dict[Future[list[str]], Task] = {}
+    pending: dict[Future[tuple[list[str], Exception | None]], Task] = {}
     noted: set[str] = set()
     per_sentence: int | None = None
 
@@ -451,7 +542,10 @@ def export(
             return
         done, _ = wait(pending, timeout=None if block else 0, return_when=FIRST_COMPLETED)
         for future in done:
-            finish(pending.pop(future), future.result())
+            names, error = future.result()
+            finish(pending.pop(future), names)
+            if error is not None:
+                raise error  # futures still pending are listed in the `finally` below
 
     try:
         backend = load()
@@ -496,7 +590,9 @@ def export(
                             summary.written += 1
                             reporter.done(1, 0)
 
-                        draw_task(task, str(folder), landed)
+                        _, error = draw_task(task, str(folder), landed)  # `landed` listed each image
+                        if error is not None:
+                            raise error
                     else:
                         while len(pending) >= 2 * jobs:
                             collect(block=True)
@@ -504,22 +600,15 @@ def export(
                         collect(block=False)
         while pending:
             collect(block=True)
-    except KeyboardInterrupt:
-        # workers ignore SIGINT and finish what they hold: list those images, then stop
-        if pool is not None:
-            for future in pending:
-                future.cancel()
-            pool.shutdown(wait=True)
-            for future, task in list(pending.items()):
-                if future.done() and not future.cancelled() and future.exception() is None:
-                    finish(task, future.result())
-            pool = None
-        manifest.close()
-        raise
     finally:
+        # after Ctrl-C or an error: workers (which ignore SIGINT) finish the tasks they hold;
+        # list every image they wrote, even those of a task that failed part-way, then stop
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-    manifest.close()
+            for future, task in pending.items():
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    finish(task, future.result()[0])
+        manifest.close()
     return summary
 
 

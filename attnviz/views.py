@@ -224,6 +224,24 @@ def query_index(tokens: Tokens, spec: str) -> int:
 
 
 AGGREGATES = ("none", "mean", "max", "rollout")
+ROLLOUT_LAYER_NOTE = "rollout uses every layer; --layer is ignored"
+
+
+def rollout_stacks(result: AttentionResult, stack: str | None) -> tuple[Stack, ...]:
+    """The stacks rollout can use: the named one if it is self-attention, else every stack but cross."""
+    usable = tuple(s for s in result.stacks if s.name != "cross")
+    if usable:
+        hint = f"use --stack {' or '.join(s.name for s in usable)}, or leave --stack out"
+    else:
+        hint = "this model has only a cross stack: use --agg none, mean or max"
+    if stack is None or stack == "all":
+        if not usable:
+            raise SelectionError("rollout needs self-attention, and this model has only cross-attention", hint=hint)
+        return usable
+    picked = result.stack(stack)
+    if picked.name == "cross":
+        raise SelectionError("rollout needs self-attention: the cross stack has none", hint=hint)
+    return (picked,)
 
 
 def view(
@@ -242,14 +260,25 @@ def view(
     Order matters: layers/heads (or rollout, which needs every layer) are taken on
     the full matrices first; then word pieces merge, specials hide, and a token
     window cuts — each of which would otherwise change what rollout multiplies.
+
+    Rollout needs self-attention: with no stack named it takes every stack but
+    `cross`; naming `cross`, or a model with only a cross stack, is a SelectionError.
+    Rollout always multiplies every layer, so `layer` is not used; since the defaults
+    ('last' for show, 'all' for export) cannot be told from a user's choice, any other
+    layer spec adds the note "rollout uses every layer; --layer is ignored".
     """
     if agg not in AGGREGATES:
         raise SelectionError(f"unknown aggregation {agg!r}", hint=f"choose one of: {', '.join(AGGREGATES)}")
     if agg in HEAD_AGGREGATES:
         head = agg
     stacks = []
-    for s in pick_stacks(result, stack):
-        s = rollout(s, "mean" if head == "all" else head) if agg == "rollout" else select_stack(s, layer, head)
+    for s in rollout_stacks(result, stack) if agg == "rollout" else pick_stacks(result, stack):
+        if agg == "rollout":
+            s = rollout(s, "mean" if head == "all" else head)
+            if layer.strip().lower() not in ("last", "all"):
+                s = replace(s, notes=_with_note(s, ROLLOUT_LAYER_NOTE))
+        else:
+            s = select_stack(s, layer, head)
         if words:
             s = merge_words(s)
         if hide_specials:

@@ -65,6 +65,16 @@ def test_each_view_makes_its_images(tmp_path, view, count, capsys):
     assert {r["view"] for r in records} == {view}
     assert {r["stack"] for r in records} == {"encoder"}
     assert "images written" in capsys.readouterr().err
+    for r in records:  # every field keeps one type whatever the view
+        assert r["layer"] is None or type(r["layer"]) is int
+        assert r["head"] is None or type(r["head"]) is int
+        assert r["agg"] is None or r["agg"] in ("mean", "max")
+        assert r["layers"] and all(type(i) is int for i in r["layers"])
+        assert r["heads"] and all(type(i) is int for i in r["heads"])
+    if view in ("mean", "rollout", "model"):
+        (r,) = records
+        assert (r["layer"], r["layers"], r["head"], r["heads"]) == (None, list(range(6)), None, list(range(12)))
+        assert r["agg"] == (None if view == "model" else "mean")
     if view == "head":
         assert {(r["layer"], r["head"]) for r in records} == {(layer, h) for layer in range(6) for h in range(12)}
         sizes = {Image.open(out / r["file"]).size for r in records}
@@ -76,6 +86,24 @@ def test_selection_flags_pick_layers_and_heads(tmp_path):
     assert export(out, DREAM, "--layer", "2:4", "--head", "0,5", "--hide-special", "--words") == 0
     records = check_consistent(out)
     assert sorted((r["layer"], r["head"]) for r in records) == [(2, 0), (2, 5), (3, 0), (3, 5)]
+    assert all(r["layers"] == [r["layer"]] and r["heads"] == [r["head"]] and r["agg"] is None for r in records)
+
+
+def test_manifest_fields_of_combined_heads_and_one_layer_means(tmp_path):
+    out = tmp_path / "combined"
+    assert export(out, DREAM, "--view", "head", "--layer", "1", "--head", "max") == 0
+    (r,) = check_consistent(out)
+    assert (r["layer"], r["layers"], r["head"], r["heads"], r["agg"]) == (1, [1], None, list(range(12)), "max")
+    out = tmp_path / "mean"
+    assert export(out, DREAM, "--view", "mean", "--layer", "4", "--head", "2:4") == 0
+    (r,) = check_consistent(out)
+    assert (r["layer"], r["layers"], r["head"], r["heads"], r["agg"]) == (4, [4], None, [2, 3], "mean")
+    for heads, head, agg in (("0,2", None, "mean"), ("3", 3, None)):
+        out = tmp_path / f"rollout-{heads}"
+        assert export(out, DREAM, "--view", "rollout", "--head", heads) == 0
+        (r,) = check_consistent(out)
+        assert (r["layer"], r["layers"], r["head"], r["agg"]) == (None, list(range(6)), head, agg)
+        assert r["heads"] == [int(h) for h in heads.split(",")]
 
 
 def test_svg_and_pdf(tmp_path):

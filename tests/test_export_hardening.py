@@ -78,3 +78,42 @@ def test_unwritable_output_folder(tmp_path):
     finally:
         if os.geteuid() == 0:
             subprocess.run(["chattr", "-i", str(out)], check=True)
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_task_failing_part_way_still_lists_the_images_it_wrote(tmp_path, jobs):
+    """A folder squats on the 6th head's image name: the rename onto it fails (a real EISDIR)
+    after heads 0-4 of that task are complete; the manifest must list exactly the images on disk."""
+    from attnviz.batch import sentence_stem
+    from attnviz.inputs import Sentence
+    from attnviz.models import Inputs
+
+    text = SENTENCES.splitlines()[0]
+    stem = sentence_stem(Sentence(0, 1, text), Inputs(text))
+    out = tmp_path / "figs"
+    out.mkdir()
+    (out / f"{stem}-encoder-L05-H05.png").mkdir()
+    result = export(out, "--layer", "5", "--jobs", jobs)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "error:" in result.stderr
+    pngs = sorted(p.name for p in out.glob("*.png") if p.is_file())
+    assert {f"{stem}-encoder-L05-H{h:02d}.png" for h in range(5)} <= set(pngs)
+    listed = [json.loads(line)["file"] for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert sorted(listed) == pngs
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_only_stale_temporary_files_are_removed(tmp_path):
+    """A second export writing into the same folder keeps its temporary files; a dead or old run's go."""
+    from attnviz.batch import TMP_PREFIX, prepare_folder
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    live = tmp_path / f"{TMP_PREFIX}a.png-{os.getpid()}"
+    dead = tmp_path / f"{TMP_PREFIX}b.png-{gone.pid}"
+    old = tmp_path / f"{TMP_PREFIX}c.png-{os.getpid()}"
+    for path in (live, dead, old):
+        path.write_bytes(b"half an image")
+    os.utime(old, (0, 0))
+    prepare_folder(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name]
