@@ -30,10 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from .api import check_fits
 from .errors import AttnvizError, OutputError, UsageError
-from .inputs import Sentence
+from .inputs import Sentence, to_inputs
 from .models import Backend, Inputs
-from .result import AttentionResult, Stack
+from .result import AttentionResult, Stack, head_label, layer_label
 
 VIEWS = ("head", "layer", "model", "mean", "rollout")
 MANIFEST = "manifest.jsonl"
@@ -254,7 +255,7 @@ def plan(result: AttentionResult, sentence: Sentence, inputs: Inputs, options: E
             ]
         elif options.view == "layer":
             cols = _grid_columns(s.heads)
-            titles = tuple(f"head {h}" for h in s.head_ids)
+            titles = tuple(head_label(h) for h in s.head_ids)
             layout = Layout(s.heads // cols, cols, q, k, panel_titles=titles, caption=caption)
             items = [
                 item(
@@ -268,8 +269,8 @@ def plan(result: AttentionResult, sentence: Sentence, inputs: Inputs, options: E
                 for li, layer in enumerate(s.layer_ids)
             ]
         elif options.view == "model":
-            titles = tuple(f"head {h}" if li == 0 else "" for li in range(s.layers) for h in s.head_ids)
-            rows = tuple(f"layer {layer}" for layer in s.layer_ids)
+            titles = tuple(head_label(h) if li == 0 else "" for li in range(s.layers) for h in s.head_ids)
+            rows = tuple(layer_label(layer) for layer in s.layer_ids)
             layout = Layout(s.layers, s.heads, q, k, panel_titles=titles, row_titles=rows, caption=caption)
             weights = s.weights.reshape(s.layers * s.heads, len(q), len(k))  # (L*H, q, k), row-major panels
             title = f"layers {_span(s.layer_ids)} × heads {_span(s.head_ids)}"
@@ -461,19 +462,6 @@ def _is_stale(tmp: Path) -> bool:
     return False
 
 
-def _to_inputs(sentences: Sequence[Sentence], options: ExportOptions, family: str) -> list[Inputs]:
-    out = []
-    for s in sentences:
-        pair, target = options.pair, options.target
-        if s.second is not None:
-            if family == "encoder-decoder":
-                target = s.second
-            else:
-                pair = s.second
-        out.append(Inputs(s.text, pair=pair, target=target))
-    return out
-
-
 def _run(backend: Backend, batch: list[Inputs], options: ExportOptions) -> list[AttentionResult | AttnvizError]:
     """Results for a batch; if the batch fails, each input alone, so one bad line costs only itself."""
     from .api import run_batch
@@ -550,9 +538,10 @@ def export(
     try:
         backend = load()
         family = backend.info.family
+        check_fits(backend, [Inputs("flags", pair=options.pair, target=options.target)])  # before any drawing
         for start in range(0, len(good), options.batch_size):
             chunk = good[start : start + options.batch_size]
-            batch = _to_inputs(chunk, options, family)
+            batch = to_inputs(list(chunk), family, pair=options.pair, target=options.target)
             for sentence, inputs, result in zip(chunk, batch, _run(backend, batch, options)):
                 try:
                     if isinstance(result, AttnvizError):
