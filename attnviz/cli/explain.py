@@ -9,7 +9,18 @@ import typer
 
 from ..errors import UsageError
 from .app import app
-from .options import Causal, DModel, Heads, Layers, ModelArgs, Seed, Source, Weights, read_sentences_arg, write_stdout
+from .options import (
+    Causal,
+    DModel,
+    Heads,
+    Layers,
+    Seed,
+    Source,
+    Weights,
+    check_scratch_flags,
+    read_sentences_arg,
+    write_stdout,
+)
 
 FORMATS = ("table", "json")
 LESSON_PANEL = "Lesson"
@@ -62,7 +73,7 @@ def explain(
     """
     if fmt not in FORMATS:
         raise UsageError(f"unknown --format {fmt!r}", hint=f"choose one of: {', '.join(FORMATS)}")
-    ModelArgs(model, layers=layers, d_model=d_model, heads=heads, seed=seed, causal=causal, weights=weights).check()
+    check_scratch_flags(model, layers=layers, d_model=d_model, heads=heads, seed=seed, causal=causal, weights=weights)
     if model != "scratch" and source is not None:
         raise UsageError("--source (cross-attention) is for --model scratch", hint="add --model scratch")
     from ..explain import explain as walk

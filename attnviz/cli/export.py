@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,6 @@ from .options import (
     HideSpecial,
     Layer,
     Model,
-    ModelArgs,
     Pair,
     Renormalize,
     StackOpt,
@@ -29,6 +29,7 @@ from .options import (
     TrustRemoteCode,
     Words,
     check_view_flags,
+    load_model,
     write_stdout,
 )
 
@@ -181,13 +182,11 @@ def export(
     )
     options.check()
     check_view_flags(head, "none", hide_special, renormalize)
-    args = ModelArgs(model, device, dtype, trust_remote_code)
+    load = functools.partial(load_model, model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
     reporter: Any = _reporter(quiet=False)
     started = time.perf_counter()
     try:
-        summary = run_export(
-            sentences, args.load, out, options, reporter, echo=write_stdout if manifest == "-" else None
-        )
+        summary = run_export(sentences, load, out, options, reporter, echo=write_stdout if manifest == "-" else None)
     finally:
         reporter.stop()
     seconds = time.perf_counter() - started

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from .app import app
-from .options import Device, DModel, Heads, Layers, Model, ModelArgs, Seed, TrustRemoteCode, write_stdout
+from .options import Device, DModel, Heads, Layers, Model, Seed, TrustRemoteCode, load_model, write_stdout
 
 
 @app.command()
@@ -24,10 +24,8 @@ def info(
     seed: Seed = 0,
 ) -> None:
     """Family, stacks, layers, heads and maximum length of a model."""
-    args = ModelArgs(
-        model, device, trust_remote_code=trust_remote_code, layers=layers, d_model=d_model, heads=heads, seed=seed
-    )
-    meta = args.load().info
+    options = dict(trust_remote_code=trust_remote_code, layers=layers, d_model=d_model, heads=heads, seed=seed)
+    meta = load_model(model, device=device, **options).info
     if json_out:
         write_stdout(json.dumps(asdict(meta), ensure_ascii=False) + "\n")
         return

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -12,7 +11,7 @@ from ..errors import InputError, UsageError
 
 if TYPE_CHECKING:
     from ..inputs import Sentence
-    from ..models import Backend, Inputs, LoadOptions
+    from ..models import Backend, Inputs
 
 MODEL_PANEL = "Model"
 SELECT_PANEL = "Selection"
@@ -139,50 +138,23 @@ SCRATCH_ONLY = {
 }
 
 
-@dataclass(frozen=True)
-class ModelArgs:
-    """What every model-running command passes on to the core."""
+def check_scratch_flags(model: str, **options: Any) -> None:
+    """Scratch-only flags on another model are a usage error, not silently ignored."""
+    from ..models import LoadOptions
 
-    model: str = "minilm"
-    device: str = "auto"
-    dtype: str = "float32"
-    trust_remote_code: bool = False
-    layers: int = 1
-    d_model: int = 512
-    heads: int = 8
-    seed: int = 0
-    causal: bool = False
-    weights: str | None = None
+    defaults = LoadOptions()
+    for flag, name in SCRATCH_ONLY.items():
+        if model != "scratch" and name in options and options[name] != getattr(defaults, name):
+            raise UsageError(f"{flag} is for --model scratch, not {model}", hint=f"drop {flag}")
 
-    def load(self) -> Backend:
-        from ..api import cached_backend
 
-        self.check()
-        return cached_backend(self.model, self.options())
+def load_model(model: str, **options: Any) -> Backend:
+    """The backend for --model, loaded once per process; `options` are LoadOptions fields."""
+    from ..api import cached_backend
+    from ..models import LoadOptions
 
-    def check(self) -> None:
-        """Scratch-only flags on another model are a usage error, not silently ignored."""
-        if self.model == "scratch":
-            return
-        defaults = ModelArgs()
-        for flag, name in SCRATCH_ONLY.items():
-            if getattr(self, name) != getattr(defaults, name):
-                raise UsageError(f"{flag} is for --model scratch, not {self.model}", hint=f"drop {flag}")
-
-    def options(self) -> LoadOptions:
-        from ..models import LoadOptions
-
-        return LoadOptions(
-            device=self.device,
-            dtype=self.dtype,
-            trust_remote_code=self.trust_remote_code,
-            layers=self.layers,
-            d_model=self.d_model,
-            heads=self.heads,
-            seed=self.seed,
-            causal=self.causal,
-            weights=self.weights,
-        )
+    check_scratch_flags(model, **options)
+    return cached_backend(model, LoadOptions(**options))
 
 
 def read_sentences_arg(text: str) -> list[Sentence]:

@@ -23,7 +23,6 @@ from .options import (
     Layer,
     Layers,
     Model,
-    ModelArgs,
     Pair,
     Renormalize,
     Seed,
@@ -37,6 +36,7 @@ from .options import (
     Weights,
     Words,
     check_view_flags,
+    load_model,
     make_inputs,
     read_sentences_arg,
     write_stdout,
@@ -135,11 +135,21 @@ def show(
         raise UsageError(
             f"{len(texts)} sentences on standard input but --format {fmt} holds one", hint="use --format jsonl or csv"
         )
-    args = ModelArgs(model, device, dtype, trust_remote_code, layers, d_model, heads, seed, causal, weights)
     from ..api import run_batch
     from ..views import query_view, view
 
-    backend = args.load()
+    backend = load_model(
+        model,
+        device=device,
+        dtype=dtype,
+        trust_remote_code=trust_remote_code,
+        layers=layers,
+        d_model=d_model,
+        heads=heads,
+        seed=seed,
+        causal=causal,
+        weights=weights,
+    )
     inputs = make_inputs(texts, backend, pair, target, source)
     results = run_batch(backend, inputs, batch_size=batch_size, truncate=truncate)
     for r in results:  # talk goes to stderr, so a pipe still gets clean data

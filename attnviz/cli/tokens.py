@@ -14,13 +14,13 @@ from .options import (
     DModel,
     Heads,
     Model,
-    ModelArgs,
     Pair,
     Seed,
     Source,
     Target,
     TextArg,
     TrustRemoteCode,
+    load_model,
     make_inputs,
     read_sentences_arg,
     write_stdout,
@@ -46,8 +46,9 @@ def tokens(
         raise UsageError(f"unknown --format {fmt!r}", hint="choose table or json")
     from ..api import check_text
 
-    args = ModelArgs(model, device, trust_remote_code=trust_remote_code, d_model=d_model, heads=heads, seed=seed)
-    backend = args.load()
+    backend = load_model(
+        model, device=device, trust_remote_code=trust_remote_code, d_model=d_model, heads=heads, seed=seed
+    )
     for inputs in make_inputs(read_sentences_arg(text), backend, pair, target, source):
         check_text(inputs.text)
         sequences = backend.tokenize(inputs)
