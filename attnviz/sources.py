@@ -37,14 +37,15 @@ def resolve(spec: str, trust_remote_code: bool = False) -> Source:
     """Check a folder or hub id and say how to load it; raise ModelError with a fix otherwise."""
     path = Path(spec).expanduser()
     if path.exists() or looks_like_path(spec):
-        check_folder(path, trust_remote_code)
+        check_folder(path, trust_remote_code, spec)
         return Source(str(path), local_files_only=True)
     return _hub(spec)
 
 
-def check_folder(path: Path, trust_remote_code: bool) -> None:
+def check_folder(path: Path, trust_remote_code: bool, spec: str | None = None) -> None:
     if not path.exists():
-        raise ModelError(f"model folder {path} does not exist", hint=f"built-in models: {', '.join(BUILTIN)}")
+        shown = spec or str(path)  # as the user typed it: Path("./x") would print "x", like a model name
+        raise ModelError(f"model folder {shown} does not exist", hint=f"built-in models: {', '.join(BUILTIN)}")
     if not path.is_dir():
         raise ModelError(f"{path} is not a folder", hint="pass the folder save_pretrained wrote, not a file in it")
     config_file = path / "config.json"

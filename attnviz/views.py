@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .errors import SelectionError
+from .errors import SelectionError, UsageError
 from .result import AttentionResult, Stack, Tokens
 
 HEAD_AGGREGATES = ("mean", "max")
@@ -20,7 +20,9 @@ HEAD_AGGREGATES = ("mean", "max")
 def parse_index_spec(spec: str, count: int, what: str) -> list[int]:
     """'all', 'last', 'N', '-1', 'A:B' (end exclusive) or comma lists of those → sorted indices."""
     spec = spec.strip().lower()
-    valid = f"valid {what}s: 0..{count - 1} (or -1 for the last), 'all', 'last', 'A:B'"
+    valid = f"valid {what}s: 0..{count - 1} (or -1 for the last), 'all', 'last', 'A:B' (B excluded)"
+    if what == "head":
+        valid += ", or 'mean' / 'max' to combine them"
     if spec == "all":
         return list(range(count))
     if spec == "last":
@@ -39,7 +41,7 @@ def parse_index_spec(spec: str, count: int, what: str) -> list[int]:
                 continue
             index = int(part)
         except ValueError:
-            raise SelectionError(f"cannot read {what} {part!r}", hint=valid) from None
+            raise UsageError(f"cannot read {what} {part!r}", hint=valid) from None
         if not -count <= index < count:
             raise SelectionError(f"{what} {index} does not exist: this model has {count} {what}s (0..{count - 1})")
         picked.append(index % count)
@@ -186,9 +188,9 @@ def token_window(stack: Stack, spec: str) -> Stack:
             start = int(lo) if lo.strip() else 0
             stop = int(hi) if hi.strip() else n
         except ValueError:
-            raise SelectionError(f"cannot read --tokens {spec!r}", hint="write A:B, e.g. 0:20") from None
+            raise UsageError(f"cannot read --tokens {spec!r}", hint="write A:B, e.g. 0:20") from None
         if not sep or not 0 <= start < stop:
-            raise SelectionError(f"cannot read --tokens {spec!r}", hint="write A:B with A < B, e.g. 0:20")
+            raise UsageError(f"cannot read --tokens {spec!r}", hint="write A:B with A < B, e.g. 0:20")
         if start >= n:
             raise SelectionError(f"--tokens {spec} starts past the end: there are {n} tokens (0..{n - 1})")
         return list(range(start, min(stop, n)))
@@ -268,7 +270,7 @@ def view(
     layer spec adds the note "rollout uses every layer; --layer is ignored".
     """
     if agg not in AGGREGATES:
-        raise SelectionError(f"unknown aggregation {agg!r}", hint=f"choose one of: {', '.join(AGGREGATES)}")
+        raise UsageError(f"unknown --agg {agg!r}", hint=f"choose one of: {', '.join(AGGREGATES)}")
     if agg in HEAD_AGGREGATES:
         head = agg
     stacks = []

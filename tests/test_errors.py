@@ -133,7 +133,7 @@ def test_model_without_attention(tmp_path):
         (["show", "-"], b"good line\nbad \xff\xfe line\n", 1, "standard input line 2 is not valid UTF-8"),
         (["show", "word " * 600], None, 1, "is 602 tokens long; the model takes at most 512"),
         (["show", "hi", "--head", "12"], None, 1, "head 12 does not exist: this model has 12 heads (0..11)"),
-        (["show", "hi", "--layer", "x"], None, 1, "cannot read layer 'x'"),
+        (["show", "hi", "--layer", "x"], None, 2, "cannot read layer 'x'"),
         (["show", "hi", "--dtype", "float64"], None, 1, "unknown dtype 'float64'"),
         (["show", "hi", "--device", "tpu"], None, 1, "unknown device 'tpu'"),
         (["show", "hi", "--stack", "cross"], None, 1, "this model has no 'cross' stack"),

@@ -64,7 +64,7 @@ def test_each_view_makes_its_images(tmp_path, view, count, capsys):
     assert len(records) == count
     assert {r["view"] for r in records} == {view}
     assert {r["stack"] for r in records} == {"encoder"}
-    assert "images written" in capsys.readouterr().err
+    assert f"{count} image{'s' if count > 1 else ''} written to {out}" in capsys.readouterr().err
     for r in records:  # every field keeps one type whatever the view
         assert r["layer"] is None or type(r["layer"]) is int
         assert r["head"] is None or type(r["head"]) is int
@@ -145,7 +145,7 @@ def test_rerun_skips_complete_images_and_overwrite_redraws(tmp_path, capsys):
     first = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
     capsys.readouterr()
     assert export(out, *args) == 0
-    assert "0 images written, 12 already complete" in capsys.readouterr().err
+    assert f"0 images written to {out}, 12 already complete" in capsys.readouterr().err
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")} == first
     assert len(check_consistent(out)) == 12
     time.sleep(0.01)

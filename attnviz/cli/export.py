@@ -191,7 +191,8 @@ def export(
         reporter.stop()
     seconds = time.perf_counter() - started
     skipped = f", {summary.skipped} already complete" if summary.skipped else ""
-    sys.stderr.write(f"{summary.written} images written{skipped} to {out} in {seconds:.1f} s\n")
+    images = "image" if summary.written == 1 else "images"
+    sys.stderr.write(f"{summary.written} {images} written to {out}{skipped}, in {seconds:.1f} s\n")
     if summary.failed:
         n = len(summary.failed)
         raise InputError(

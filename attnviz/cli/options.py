@@ -106,14 +106,16 @@ Weights = Annotated[
 ]
 Layer = Annotated[
     str,
-    typer.Option("--layer", "-l", metavar="LAYER", help="N, -1, A:B, 'last' or 'all'.", rich_help_panel=SELECT_PANEL),
+    typer.Option(
+        "--layer", "-l", metavar="LAYER", help="N, -1, A:B (B excluded), 'last' or 'all'.", rich_help_panel=SELECT_PANEL
+    ),
 ]
 Head = Annotated[
     str,
     typer.Option(
         "--head",
         metavar="HEAD",
-        help="N, A:B, 'all', or aggregate over heads: 'mean' / 'max'.",
+        help="N, A:B (B excluded), 'all', or aggregate over heads: 'mean' / 'max'.",
         rich_help_panel=SELECT_PANEL,
     ),
 ]
