@@ -158,8 +158,8 @@ class AttentionResult:
         return doc
 
 
-# head ids views give to a head axis they combined (views.HEAD_AGGREGATES names the same two)
-AGGREGATE_HEADS = ("mean", "max")
+# head ids views give to a head axis they combined (views and batch use this one tuple)
+HEAD_AGGREGATES = ("mean", "max")
 
 
 def layer_label(layer_id: int | str) -> str:
@@ -170,7 +170,7 @@ def layer_label(layer_id: int | str) -> str:
 def head_label(head_id: int | str) -> str:
     """'head 3'; 'mean of heads' for a combined axis; any other string ('head 0' of a rollout) as it is."""
     if isinstance(head_id, str):
-        return f"{head_id} of heads" if head_id in AGGREGATE_HEADS else head_id
+        return f"{head_id} of heads" if head_id in HEAD_AGGREGATES else head_id
     return f"head {head_id}"
 
 

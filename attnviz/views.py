@@ -12,9 +12,7 @@ from dataclasses import replace
 import numpy as np
 
 from .errors import SelectionError, UsageError
-from .result import AttentionResult, Stack, Tokens
-
-HEAD_AGGREGATES = ("mean", "max")
+from .result import HEAD_AGGREGATES, AttentionResult, Stack, Tokens, head_label
 
 
 def parse_index_spec(spec: str, count: int, what: str) -> list[int]:
@@ -105,15 +103,14 @@ def rollout(stack: Stack, head: str = "mean") -> Stack:
         a = layer + np.eye(T)  # the residual connection carries each token onward
         a /= a.sum(axis=-1, keepdims=True)
         joint = a @ joint  # (T, T): how layer l's outputs draw on the input tokens
-    # 'mean' | 'max' | 'head 3' | 'mean of heads 0,2'; the note words it as result.head_label does
+    # 'mean' | 'max' | 'head 3' | 'mean of heads 0,2'; the note words it with result.head_label
     label = h if h in HEAD_AGGREGATES else f"head {h}" if len(heads) == 1 else f"mean of heads {h}"
-    combined = f"{label} of heads" if h in HEAD_AGGREGATES else label
     return replace(
         stack,
         weights=joint.astype(np.float32)[None, None],  # (1, 1, T, T)
         layer_ids=("rollout",),
         head_ids=(label,),
-        notes=_with_note(stack, f"rollout over {stack.layers} layers ({combined}, identity added)"),
+        notes=_with_note(stack, f"rollout over {stack.layers} layers ({head_label(label)}, identity added)"),
     )
 
 
