@@ -1,24 +1,19 @@
-"""The Python API: `extract(text, model=...) -> AttentionResult`."""
+"""The Python API: `extract(text, model=...) -> AttentionResult`, and batches of inputs."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 
-from .errors import InputError, UsageError
-from .models import DEFAULT_MODEL, Backend, Inputs, LoadOptions, load
+from .backends.registry import DEFAULT_MODEL, cached
+from .backends.types import Backend, Device, Dtype, Inputs, LoadOptions
+from .errors import Fix, InputError, UsageError
 from .result import AttentionResult
-
-
-@lru_cache(maxsize=4)
-def cached_backend(spec: str, options: LoadOptions) -> Backend:
-    """Load each (model, options) once per process: scripts calling extract() in a loop stay fast."""
-    return load(spec, options)
 
 
 def check_text(text: str, what: str = "text") -> None:
     if not text.strip():
-        raise InputError(f"the {what} is empty", hint="give a sentence, or - to read standard input")
+        hint = "give a sentence, or - to read standard input" if what == "text" else f"give a non-empty {what}"
+        raise InputError(f"the {what} is empty", hint=hint)
 
 
 def check_fits(backend: Backend, batch: Sequence[Inputs]) -> None:
@@ -27,14 +22,16 @@ def check_fits(backend: Backend, batch: Sequence[Inputs]) -> None:
     name = info.name
     if any(x.pair is not None for x in batch) and (info.family != "encoder" or info.backend == "scratch"):
         kind = "the scratch model" if info.backend == "scratch" else info.family
-        raise UsageError(f"--pair is for pretrained encoder models; {name} is {kind}", hint="drop --pair")
+        raise UsageError(f"a sentence pair is for pretrained encoder models; {name} is {kind}", fix=Fix.DROP_PAIR)
     if any(x.target is not None for x in batch) and info.family != "encoder-decoder":
-        raise UsageError(f"--target is for encoder-decoder models; {name} is {info.family}", hint="drop --target")
+        raise UsageError(
+            f"a decoder target is for encoder-decoder models; {name} is {info.family}", fix=Fix.DROP_TARGET
+        )
     if any(x.source is not None for x in batch) and info.backend != "scratch":
-        raise UsageError("--source (cross-attention) is for --model scratch", hint="drop --source")
+        raise UsageError("a cross-attention source text is for the scratch model", fix=Fix.DROP_SOURCE)
     for x in batch:
         for what, text in x.extras().items():
-            check_text(text, f"--{what} text")
+            check_text(text, f"{what} text")
 
 
 def run_batch(
@@ -57,12 +54,12 @@ def extract(
     pair: str | None = None,
     target: str | None = None,
     source: str | None = None,
-    device: str = "auto",
-    dtype: str = "float32",
+    device: Device | str = Device.AUTO,
+    dtype: Dtype | str = Dtype.FLOAT32,
     truncate: bool = False,
     trust_remote_code: bool = False,
 ) -> AttentionResult:
     """Attention of `model` on `text`: every layer and head of every stack, as float32."""
-    options = LoadOptions(device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-    backend = cached_backend(model, options)
+    options = LoadOptions(device=Device(device), dtype=Dtype(dtype), trust_remote_code=trust_remote_code)
+    backend = cached(model, options)
     return run_batch(backend, [Inputs(text, pair=pair, target=target, source=source)], truncate=truncate)[0]

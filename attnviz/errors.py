@@ -1,21 +1,57 @@
-"""Errors the user can act on: each carries a one-line message and an optional hint.
+"""Errors the user can act on, and the exit statuses they become.
 
-The CLI turns any AttnvizError into `error: <message>` / `hint: <hint>` on stderr and
-exit code 1; nothing else in the package prints.
+Each error carries a one-line message about the problem and an optional hint, both
+worded for any caller (Python or shell). An error may also name a `Fix`: a remedy the
+command line words as flags at the edge (cli/hints.py), so the core never speaks of
+`--flags`. Nothing in the package prints but the CLI.
 """
 
 from __future__ import annotations
+
+from enum import Enum, IntEnum
+from typing import Any
+
+
+class ExitStatus(IntEnum):
+    """What `attnviz` exits with."""
+
+    OK = 0
+    ERROR = 1  # an AttnvizError: bad input, a model that cannot load, a full disk
+    USAGE = 2  # flags that cannot be read or that contradict each other
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+
+
+class Fix(Enum):
+    """A remedy the CLI can word as flags; `details` of the error fill in its blanks."""
+
+    TRUNCATE = "truncate"
+    DROP_PAIR = "drop-pair"
+    DROP_TARGET = "drop-target"
+    DROP_SOURCE = "drop-source"
+    USE_CPU = "use-cpu"
+    TRUST_REMOTE_CODE = "trust-remote-code"
+    PICK_STACK = "pick-stack"  # details: stacks ("encoder or decoder")
+    NO_ROLLOUT = "no-rollout"
+    SAVE_ALL_LAYERS = "save-all-layers"
+    KEEP_SPECIALS = "keep-specials"
+    SCRATCH_SIZES = "scratch-sizes"
+    SCRATCH_LAYERS = "scratch-layers"
+    SCRATCH_CAUSAL_SOURCE = "scratch-causal-source"
+    MODEL_FOLDER = "model-folder"
+    SMALLER_IMAGE = "smaller-image"
 
 
 class AttnvizError(Exception):
     """Base class: a failure with a message for the user, not a bug."""
 
-    exit_code = 1
+    exit_code = ExitStatus.ERROR
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, *, fix: Fix | None = None, **details: Any) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.fix = fix
+        self.details = details
 
 
 class InputError(AttnvizError):
@@ -23,7 +59,7 @@ class InputError(AttnvizError):
 
 
 class SelectionError(AttnvizError):
-    """A layer, head, query, stack or token window outside what the model has."""
+    """A layer, head, query, stack or token window outside what the result holds."""
 
 
 class ModelError(AttnvizError):
@@ -38,7 +74,11 @@ class OutputError(AttnvizError):
     """The output path cannot be written."""
 
 
-class UsageError(AttnvizError):
-    """Flags that contradict each other; exits 2 like any other usage error."""
+class SavedFileError(AttnvizError):
+    """A saved result (JSON, JSONL, NPZ) cannot be read back."""
 
-    exit_code = 2
+
+class UsageError(AttnvizError):
+    """Options that cannot be read or that contradict each other; exits 2 like any usage error."""
+
+    exit_code = ExitStatus.USAGE

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import ModelError, SelectionError
-from .models import DEFAULT_MODEL, MINILM_NAME, Inputs, LoadOptions, minilm_folder
+from .backends.registry import DEFAULT_MODEL, MINILM_NAME, minilm_folder
+from .backends.types import Device, Inputs, LoadOptions
+from .errors import Fix, ModelError, SelectionError
 from .result import Tokens
 from .scratch import MultiHeadAttention
 from .views import query_index
@@ -290,10 +291,10 @@ def _diff(a: Tensor, b: Tensor) -> float:
     return float((a.double() - b.double()).abs().max()) if a.numel() else 0.0
 
 
-def _index(spec: int, count: int, what: str, hint: str | None = None) -> int:
+def _index(spec: int, count: int, what: str, fix: Fix | None = None) -> int:
     if not -count <= spec < count:
         many = f"{count} {what}" + ("s" if count != 1 else "")
-        raise SelectionError(f"{what} {spec} does not exist: this model has {many} (0..{count - 1})", hint=hint)
+        raise SelectionError(f"{what} {spec} does not exist: this model has {many} (0..{count - 1})", fix=fix)
     return spec % count
 
 
@@ -317,12 +318,12 @@ def explain(
     options: LoadOptions | None = None,
 ) -> Explanation:
     """Walk one attention layer of `model` ("scratch", "minilm" or a BERT folder) on `text`."""
-    options = options or LoadOptions(device="cpu")
+    options = options or LoadOptions(device=Device.CPU)
     if model == "scratch":
         setup = _scratch(text, source, layer, options)
     else:
         if source is not None:
-            raise SelectionError("--source is for the scratch model", hint="drop --source, or use --model scratch")
+            raise SelectionError("a cross-attention source text is for the scratch model", fix=Fix.DROP_SOURCE)
         setup = _pretrained(text, model, layer)
     attn, x_q, x_kv, mask = setup.attn, setup.x_q, setup.x_kv, setup.mask
     q_tokens, k_tokens = setup.query, setup.key
@@ -379,17 +380,18 @@ class _Layer:
 
 
 def _scratch(text: str, source: str | None, layer: int, options: LoadOptions) -> _Layer:
-    from .api import cached_backend, check_text
-    from .scratch_model import ScratchBackend
+    from .api import check_text
+    from .backends.registry import cached
+    from .backends.scratch import ScratchBackend
 
     check_text(text)
     if source is not None:
         check_text(source, "source")
-    backend = cached_backend("scratch", options)
+    backend = cached("scratch", options)
     assert isinstance(backend, ScratchBackend)
     trace = backend.trace(Inputs(text, source=source))
     n = len(backend.model.layers)
-    layer = _index(layer, n, "layer", hint="--layers N builds a scratch model with N layers")
+    layer = _index(layer, n, "layer", fix=Fix.SCRATCH_LAYERS)
     attn = backend.model.layers[layer]
     assert isinstance(attn, MultiHeadAttention)
     x = trace.hidden[layer]  # (1, Tq, d)
@@ -406,7 +408,7 @@ def _bert_folder(model: str) -> tuple[Path, str]:
         return minilm_folder(), MINILM_NAME
     folder = Path(model)
     config = folder / "config.json"
-    hint = "explain walks --model scratch, minilm, or a BERT-family model folder"
+    hint = "explain walks the scratch model, minilm, or a BERT-family model folder"
     if not config.is_file() or not (folder / "model.safetensors").is_file():
         raise ModelError(f"explain cannot read {model!r}: no config.json and model.safetensors there", hint=hint)
     model_type = json.loads(config.read_text()).get("model_type")
@@ -421,8 +423,8 @@ def _pretrained(text: str, model: str, layer: int) -> _Layer:
     from transformers.utils import logging
 
     from .api import check_text
-    from .encoding import tokens_from_encoding
-    from .models import check_length
+    from .backends.encoding import tokens_from_encoding
+    from .backends.types import check_length
 
     check_text(text)
     logging.set_verbosity_error()  # load reports and progress bars are noise on our stderr

@@ -9,22 +9,37 @@ with its error, so a batch can report it and go on with the rest.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .backends.types import Inputs
 from .errors import InputError
-from .models import Inputs
+from .result import AttentionResult
 
 
 @dataclass(frozen=True)
 class Sentence:
     """One usable (or failed) line of an input file."""
 
-    index: int  # 0-based among the file's sentences: image names and the manifest use it
-    line: int  # 1-based line number in the file, for messages
+    index: int  # 0-based among the sentences: image names and the manifest use it
+    line: int | None  # 1-based line number in the file (None: given as an argument)
     text: str
     second: str | None = None  # the text after a tab: pair or target
     error: str | None = None  # why this line cannot be used
+
+    @property
+    def where(self) -> str:
+        """'line 7' for a file's sentence, 'sentence 2' (1-based) for one given as an argument."""
+        return f"line {self.line}" if self.line is not None else f"sentence {self.index + 1}"
+
+    def tag(self, result: AttentionResult) -> AttentionResult:
+        """The result, marked with where its input came from (saved files keep it)."""
+        return replace(result, index=self.index, line=self.line)
+
+
+def from_arguments(texts: list[str]) -> list[Sentence]:
+    """Sentences given on the command line, in order."""
+    return [Sentence(i, None, t) for i, t in enumerate(texts)]
 
 
 def parse_lines(data: bytes, name: str) -> list[Sentence]:

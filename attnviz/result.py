@@ -1,38 +1,114 @@
-"""AttentionResult: the one currency between backends, views and renderers.
+"""AttentionResult: the one currency between backends, views, renderers and saved files.
 
-A result holds the model's name, the input texts and one or more stacks:
-`encoder` (self-attention), `decoder` (causal self-attention) and `cross`
-(decoder queries over encoder keys). Each stack's weights are float32 shaped
-[layers, heads, q, k] and every row is a probability distribution over keys.
+A result holds the model's name, the input texts and one or more stacks: `encoder`
+(self-attention), `decoder` (causal self-attention) and `cross` (decoder queries over
+encoder keys). Each stack's weights are float32 shaped [layers, heads, q, k], and each
+index of the layer and head axes carries its provenance (an `Origin`): which of the
+model's layers or heads it came from, and how they were combined. Labels for display
+are made from that provenance and never parsed back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import numpy as np
 
 from .errors import SelectionError
+from .spec import Combine
 
-SCHEMA = "attnviz/1"
 STACK_NAMES = ("encoder", "decoder", "cross")
 # rows sum to 1 within this, by the precision the model ran in (bf16 keeps ~3 digits)
 ROW_SUM_TOLERANCE = {"float32": 1e-4, "float16": 4e-3, "bfloat16": 3e-2}
 
 
+class MapKind(str, Enum):
+    """What the numbers of a stack are."""
+
+    PROBABILITY = "probability"  # every row is a distribution over the keys: ≥ 0, sums to 1
+    WEIGHTS = "weights"  # ≥ 0, rows need not sum to 1 (keys hidden, a token window, max of heads)
+    SIGNED = "signed"  # any sign: differences, attributions
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where one index of a layer or head axis came from.
+
+    `ids` are the model's layer (or head) numbers the map draws on; `combine` says how
+    several were made one (None: the map *is* model layer/head ids[0]). An empty `ids`
+    with a `combine` means the numbers were not recorded (files from attnviz 0.1).
+    """
+
+    ids: tuple[int, ...]
+    combine: Combine | None = None
+
+    def __post_init__(self) -> None:
+        if self.combine is None and len(self.ids) != 1:
+            raise ValueError(f"an uncombined origin is exactly one model index, got {self.ids}")
+
+    @property
+    def single(self) -> int | None:
+        """The model index when this is one layer/head as it is, else None."""
+        return self.ids[0] if self.combine is None else None
+
+
+def origins(ids: Sequence[int]) -> tuple[Origin, ...]:
+    """One uncombined origin per model index."""
+    return tuple(Origin((int(i),)) for i in ids)
+
+
+def span(ids: Sequence[int]) -> str:
+    """'0–5' for a run of three or more, else '0,2' — compact model numbers for labels."""
+    ids = list(ids)
+    if len(ids) > 2 and ids == list(range(ids[0], ids[0] + len(ids))):
+        return f"{ids[0]}–{ids[-1]}"
+    return ",".join(str(i) for i in ids)
+
+
+def _combined(origin: Origin, noun: str, total: int | None) -> str:
+    verb = origin.combine.value if origin.combine else ""
+    if not origin.ids:
+        return f"{verb} of {noun}s"
+    if total is not None and origin.ids == tuple(range(total)):
+        return f"{verb} of all {total} {noun}s"
+    return f"{verb} of {noun}{'s' if len(origin.ids) > 1 else ''} {span(origin.ids)}"
+
+
+def layer_label(origin: Origin, total: int | None = None) -> str:
+    """'layer 3', 'rollout of layers 0–5' — for titles; never parsed back."""
+    if origin.single is not None:
+        return f"layer {origin.single}"
+    return _combined(origin, "layer", total)
+
+
+def head_label(origin: Origin, total: int | None = None) -> str:
+    """'head 3', 'mean of all 12 heads', 'max of heads 0–2' — for titles; never parsed back."""
+    if origin.single is not None:
+        return f"head {origin.single}"
+    return _combined(origin, "head", total)
+
+
 @dataclass(frozen=True)
 class Tokens:
-    """One side of an attention matrix: token strings plus what views need to know."""
+    """One side of an attention matrix: token strings plus what views need to know.
+
+    Metadata tuples are empty when unknown (files from attnviz 0.1), else one entry
+    per token. Offsets are character spans into the text the token came from (the
+    pair's own text for sentence B tokens); specials get (0, 0).
+    """
 
     texts: tuple[str, ...]
-    special: tuple[bool, ...] = ()  # [CLS], [SEP], <s>, BOS ...; empty = none special
+    special: tuple[bool, ...] = ()  # [CLS], [SEP], <s>, BOS ...
     word_ids: tuple[int | None, ...] = ()  # word index per token (None for specials)
-    segments: tuple[int, ...] = ()  # 0 = sentence A, 1 = sentence B (pairs)
+    segments: tuple[int, ...] = ()  # 0 = sentence A, 1 = sentence B (pairs); empty = all A
+    offsets: tuple[tuple[int, int], ...] = ()  # (start, end) characters
 
     def __post_init__(self) -> None:
         n = len(self.texts)
-        for name in ("special", "word_ids", "segments"):
+        for name in ("special", "word_ids", "segments", "offsets"):
             value = getattr(self, name)
             if value and len(value) != n:
                 raise ValueError(f"Tokens.{name} has {len(value)} entries for {n} tokens")
@@ -43,34 +119,43 @@ class Tokens:
     def is_special(self, i: int) -> bool:
         return bool(self.special) and self.special[i]
 
-    def take(self, index: list[int]) -> Tokens:
+    def take(self, index: Sequence[int]) -> Tokens:
         """The tokens at `index`, in that order, metadata kept aligned."""
         return Tokens(
             texts=tuple(self.texts[i] for i in index),
             special=tuple(self.special[i] for i in index) if self.special else (),
             word_ids=tuple(self.word_ids[i] for i in index) if self.word_ids else (),
             segments=tuple(self.segments[i] for i in index) if self.segments else (),
+            offsets=tuple(self.offsets[i] for i in index) if self.offsets else (),
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq by identity: == on numpy arrays has no single answer
 class Stack:
-    """One kind of attention in a model, every layer and head of it."""
+    """One kind of attention in a model: maps shaped [layers, heads, q, k] and where they came from."""
 
     name: str  # encoder | decoder | cross
     query: Tokens
     key: Tokens
     weights: np.ndarray  # float32 [layers, heads, q, k]
     causal: bool = False
-    layer_ids: tuple[int | str, ...] = ()  # which model layers the first axis holds, or "rollout"
-    head_ids: tuple[int | str, ...] = ()  # which heads the second axis holds, or "mean"/"max"
-    notes: tuple[str, ...] = ()  # what views did that a reader must know ("rows no longer sum to 1")
+    layer_axis: tuple[Origin, ...] = ()  # one per index of axis 0; default: model layers 0..L-1
+    head_axis: tuple[Origin, ...] = ()  # one per index of axis 1; default: model heads 0..H-1
+    kind: MapKind = MapKind.PROBABILITY
+    model_layers: int | None = None  # how many layers/heads the model has (default: the axes' sizes)
+    model_heads: int | None = None
+    notes: tuple[str, ...] = ()  # what views did that a reader must know
 
     def __post_init__(self) -> None:
-        if not self.layer_ids:
-            object.__setattr__(self, "layer_ids", tuple(range(self.weights.shape[0])))
-        if not self.head_ids:
-            object.__setattr__(self, "head_ids", tuple(range(self.weights.shape[1])))
+        L, H = self.weights.shape[:2]
+        if not self.layer_axis:
+            object.__setattr__(self, "layer_axis", origins(range(L)))
+            if self.model_layers is None:
+                object.__setattr__(self, "model_layers", L)
+        if not self.head_axis:
+            object.__setattr__(self, "head_axis", origins(range(H)))
+            if self.model_heads is None:
+                object.__setattr__(self, "model_heads", H)
 
     @property
     def layers(self) -> int:
@@ -80,8 +165,14 @@ class Stack:
     def heads(self) -> int:
         return int(self.weights.shape[1])
 
+    def layer_label(self, li: int) -> str:
+        return layer_label(self.layer_axis[li], self.model_layers)
+
+    def head_label(self, hi: int) -> str:
+        return head_label(self.head_axis[hi], self.model_heads)
+
     def validate(self, precision: str = "float32") -> None:
-        """Raise ValueError unless shapes agree, values are finite and rows sum to 1."""
+        """Raise ValueError unless shapes, provenance and values agree with the stack's kind."""
         w = self.weights
         if self.name not in STACK_NAMES:
             raise ValueError(f"unknown stack name {self.name!r}")
@@ -92,17 +183,21 @@ class Stack:
                 f"{self.name}: weights are {w.shape[2]}x{w.shape[3]} for "
                 f"{len(self.query)} query and {len(self.key)} key tokens"
             )
-        if len(self.layer_ids) != w.shape[0] or len(self.head_ids) != w.shape[1]:
-            raise ValueError(f"{self.name}: layer/head ids do not match the weights' shape")
+        if len(self.layer_axis) != w.shape[0] or len(self.head_axis) != w.shape[1]:
+            raise ValueError(f"{self.name}: layer/head provenance does not match the weights' shape")
         if not np.isfinite(w).all():
             raise ValueError(f"{self.name}: weights contain NaN or infinity")
-        if w.size:
+        if self.kind is MapKind.SIGNED or not w.size:
+            return
+        if float(w.min()) < 0:
+            raise ValueError(f"{self.name}: {self.kind.value} maps cannot hold negative numbers")
+        if self.kind is MapKind.PROBABILITY:
             worst = float(np.abs(w.sum(axis=-1, dtype=np.float64) - 1.0).max())
-            if worst > ROW_SUM_TOLERANCE[precision]:
+            if worst > ROW_SUM_TOLERANCE.get(precision, 1e-4):
                 raise ValueError(f"{self.name}: rows sum to 1 only within {worst:.2e}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AttentionResult:
     """Everything attnviz knows about one input's attention in one model."""
 
@@ -111,7 +206,9 @@ class AttentionResult:
     stacks: tuple[Stack, ...]
     inputs: dict[str, str] = field(default_factory=dict)  # pair / target / source texts
     precision: str = "float32"  # the dtype the model ran in; weights are float32 regardless
-    warnings: tuple[str, ...] = ()  # for the user's stderr, e.g. "input truncated to 512 tokens"
+    notes: tuple[str, ...] = ()  # about the input, e.g. "input truncated to 512 tokens (…)"
+    index: int = 0  # 0-based position among the inputs of one run
+    line: int | None = None  # 1-based line of the input file it came from (None: given as an argument)
 
     def validate(self) -> AttentionResult:
         """Check every stack once (see Stack.validate); returns self for chaining."""
@@ -132,51 +229,133 @@ class AttentionResult:
         for s in self.stacks:
             if s.name == name:
                 return s
-        raise SelectionError(
-            f"this model has no {name!r} stack",
-            hint=f"available: {', '.join(self.stack_names)}",
-        )
+        raise SelectionError(f"there is no {name!r} stack here (there is {', '.join(self.stack_names)})")
 
     def to_json(self) -> dict[str, Any]:
-        """The attnviz/1 JSON document (see README, 'JSON schema')."""
-        doc: dict[str, Any] = {"schema": SCHEMA, "model": self.model, "text": self.text}
-        doc.update(self.inputs)
-        doc["precision"] = self.precision
-        doc["stacks"] = [
-            {
-                "name": s.name,
-                "causal": s.causal,
-                "layers": list(s.layer_ids),
-                "heads": list(s.head_ids),
-                "query_tokens": list(s.query.texts),
-                "key_tokens": list(s.key.texts),
-                "attention": s.weights.tolist(),
-                **({"notes": list(s.notes)} if s.notes else {}),
-            }
-            for s in self.stacks
-        ]
+        """The attnviz/2 JSON document (see README, 'JSON schema'); weights as nested lists."""
+        doc: dict[str, Any] = {"schema": SCHEMA, "model": self.model, "text": self.text, **self.inputs}
+        doc.update(index=self.index, line=self.line, precision=self.precision)
+        if self.notes:
+            doc["notes"] = list(self.notes)
+        doc["stacks"] = [_stack_to_json(s) for s in self.stacks]
         return doc
 
+    @classmethod
+    def from_json(cls, doc: Any) -> AttentionResult:
+        """A result from an attnviz/2 or attnviz/1 JSON document; ValueError if it is not one."""
+        if not isinstance(doc, dict):
+            raise ValueError("not a JSON object")
+        schema = doc.get("schema")
+        if schema not in (SCHEMA, SCHEMA_V1):
+            raise ValueError(f"schema {schema!r} is not {SCHEMA} or {SCHEMA_V1}")
+        try:
+            result = cls(
+                model=str(doc["model"]),
+                text=str(doc["text"]),
+                stacks=tuple(_stack_from_json(s, schema) for s in doc["stacks"]),
+                inputs={k: str(doc[k]) for k in INPUT_NAMES if doc.get(k) is not None},
+                precision=str(doc.get("precision", "float32")),
+                notes=tuple(str(n) for n in doc.get("notes", ())),
+                index=int(doc.get("index", 0)),
+                line=None if doc.get("line") is None else int(doc["line"]),
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"missing or malformed field {exc}") from None
+        return result.validate()
 
-# head ids views give to a head axis they combined (views and batch use this one tuple)
-HEAD_AGGREGATES = ("mean", "max")
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{s.name} {list(s.weights.shape)}" for s in self.stacks)
+        return f"AttentionResult(model={self.model!r}, text={self.text!r}, {shapes})"
 
 
-def layer_label(layer_id: int | str) -> str:
-    """'layer 3' for a model layer; a string id ('rollout') names itself."""
-    return layer_id if isinstance(layer_id, str) else f"layer {layer_id}"
+# ---------------------------------------------------------------- JSON documents
+
+SCHEMA = "attnviz/2"
+SCHEMA_V1 = "attnviz/1"  # still read: no token metadata, provenance as 'mean' / 'rollout' strings
+INPUT_NAMES = ("pair", "target", "source")
 
 
-def head_label(head_id: int | str) -> str:
-    """'head 3'; 'mean of heads' for a combined axis; any other string ('head 0' of a rollout) as it is."""
-    if isinstance(head_id, str):
-        return f"{head_id} of heads" if head_id in HEAD_AGGREGATES else head_id
-    return f"head {head_id}"
+def _origin_to_json(origin: Origin) -> int | dict[str, Any]:
+    if origin.single is not None:
+        return origin.single
+    assert origin.combine is not None
+    return {"combine": origin.combine.value, "of": list(origin.ids)}
 
 
-def view_label(layer_id: int | str | None = None, head_id: int | str | None = None) -> str:
-    """'layer 3 · head 2', 'rollout · mean of heads', or just the one part given."""
-    parts = [] if layer_id is None else [layer_label(layer_id)]
-    if head_id is not None:
-        parts.append(head_label(head_id))
-    return " · ".join(parts)
+def _origin_from_json(value: Any, schema: str) -> Origin:
+    if isinstance(value, bool):
+        raise ValueError(f"a layer or head is a number or an object, not {value!r}")
+    if isinstance(value, int):
+        return Origin((value,))
+    if isinstance(value, dict):
+        return Origin(tuple(int(i) for i in value["of"]), Combine(value["combine"]))
+    if schema == SCHEMA_V1 and value in ("mean", "max", "rollout"):
+        return Origin((), Combine(value))  # attnviz/1 did not record which heads or layers
+    raise ValueError(f"cannot read layer or head {value!r}")
+
+
+def _tokens_to_json(tokens: Tokens) -> dict[str, Any]:
+    doc: dict[str, Any] = {"tokens": list(tokens.texts)}
+    for name in ("special", "word_ids", "segments"):
+        if getattr(tokens, name):
+            doc[name] = list(getattr(tokens, name))
+    if tokens.offsets:
+        doc["offsets"] = [list(o) for o in tokens.offsets]
+    return doc
+
+
+def _tokens_from_json(doc: dict[str, Any]) -> Tokens:
+    return Tokens(
+        texts=tuple(str(t) for t in doc["tokens"]),
+        special=tuple(bool(s) for s in doc.get("special", ())),
+        word_ids=tuple(None if w is None else int(w) for w in doc.get("word_ids", ())),
+        segments=tuple(int(s) for s in doc.get("segments", ())),
+        offsets=tuple((int(a), int(b)) for a, b in doc.get("offsets", ())),
+    )
+
+
+def _stack_to_json(s: Stack) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "name": s.name,
+        "causal": s.causal,
+        "kind": s.kind.value,
+        "model_layers": s.model_layers,
+        "model_heads": s.model_heads,
+        "layers": [_origin_to_json(o) for o in s.layer_axis],
+        "heads": [_origin_to_json(o) for o in s.head_axis],
+        "query": _tokens_to_json(s.query),
+        "key": _tokens_to_json(s.key),
+        "attention": s.weights.tolist(),  # float32 → the shortest float64 repr, which reads back exactly
+    }
+    if s.notes:
+        doc["notes"] = list(s.notes)
+    return doc
+
+
+def _stack_from_json(doc: dict[str, Any], schema: str) -> Stack:
+    if schema == SCHEMA_V1:
+        query, key = Tokens(tuple(doc["query_tokens"])), Tokens(tuple(doc["key_tokens"]))
+    else:
+        query, key = _tokens_from_json(doc["query"]), _tokens_from_json(doc["key"])
+    weights = np.asarray(doc["attention"], dtype=np.float32)
+    if weights.ndim != 4:  # an empty axis flattens the nested lists: rebuild the shape
+        weights = weights.reshape(len(doc["layers"]), len(doc["heads"]), len(query), len(key))
+    if schema == SCHEMA_V1:  # no kind recorded: read it off the numbers
+        sums = weights.sum(axis=-1, dtype=np.float64)
+        kind = MapKind.PROBABILITY if np.allclose(sums, 1.0, atol=1e-4) else MapKind.WEIGHTS
+    else:
+        kind = MapKind(doc["kind"])
+    model_layers, model_heads = doc.get("model_layers"), doc.get("model_heads")
+    return Stack(
+        name=str(doc["name"]),
+        query=query,
+        key=key,
+        weights=weights,
+        causal=bool(doc.get("causal", False)),
+        layer_axis=tuple(_origin_from_json(o, schema) for o in doc["layers"]),
+        head_axis=tuple(_origin_from_json(o, schema) for o in doc["heads"]),
+        kind=kind,
+        model_layers=None if model_layers is None else int(model_layers),
+        model_heads=None if model_heads is None else int(model_heads),
+        notes=tuple(str(n) for n in doc.get("notes", ())),
+    )

@@ -1,141 +1,250 @@
-"""Views: pure functions that pick and combine attention weights.
+"""Views: pure functions that pick and combine attention maps.
 
-They take an AttentionResult (or a Stack) and return a new one; nothing here
-draws or prints. Layer and head specs are parsed here so every command and the
-Python API share one meaning of "--layer 2:4" or "--head mean".
+Each takes an AttentionResult or a Stack and returns the same kind of thing, with the
+provenance of every map and a note for whatever a reader must know (hidden tokens,
+merged words). Nothing here draws or prints. `apply(result, spec)` is the one pipeline
+the CLI, export and saved-file rendering share; the functions below are its steps and
+the Python API:
+
+    >>> views.rollout(result)                       # every self-attention stack
+    >>> views.select(result, layer=[0, 5], head="mean")
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import TypeVar
 
 import numpy as np
 
-from .errors import SelectionError, UsageError
-from .result import HEAD_AGGREGATES, AttentionResult, Stack, Tokens, head_label
+from .errors import Fix, SelectionError
+from .result import AttentionResult, MapKind, Origin, Stack, Tokens, head_label, layer_label, span
+from .spec import ALL, LAST, Combine, Indices, TokenWindow, ViewSpec, parse_head
+
+R = TypeVar("R", AttentionResult, Stack)
+Selection = str | int | Sequence[int] | range | Indices
 
 
-def parse_index_spec(spec: str, count: int, what: str) -> list[int]:
-    """'all', 'last', 'N', '-1', 'A:B' (end exclusive) or comma lists of those → sorted indices."""
-    spec = spec.strip().lower()
-    valid = f"valid {what}s: 0..{count - 1} (or -1 for the last), 'all', 'last', 'A:B' (B excluded)"
-    if what == "head":
-        valid += ", or 'mean' / 'max' to combine them"
-    if spec == "all":
-        return list(range(count))
-    if spec == "last":
-        return [count - 1]
-    picked: list[int] = []
-    for part in spec.split(","):
-        part = part.strip()
-        try:
-            if ":" in part:
-                lo, hi = part.split(":", 1)
-                start = int(lo) if lo else 0
-                stop = int(hi) if hi else count
-                if not (0 <= start < stop <= count):
-                    raise SelectionError(f"{what} range {part!r} is outside 0..{count}", hint=valid)
-                picked.extend(range(start, stop))
-                continue
-            index = int(part)
-        except ValueError:
-            raise UsageError(f"cannot read {what} {part!r}", hint=valid) from None
-        if not -count <= index < count:
-            raise SelectionError(f"{what} {index} does not exist: this model has {count} {what}s (0..{count - 1})")
-        picked.append(index % count)
-    return sorted(set(picked))
-
-
-def select_stack(stack: Stack, layer: str = "last", head: str = "all") -> Stack:
-    """Keep the chosen layers; keep chosen heads or aggregate them ('mean' / 'max')."""
-    layers = parse_index_spec(layer, stack.layers, "layer")
-    w = stack.weights[layers]  # (L', H, q, k)
-    layer_ids = tuple(stack.layer_ids[i] for i in layers)
-    h = head.strip().lower()
-    if h in HEAD_AGGREGATES:
-        agg = w.mean(axis=1, keepdims=True) if h == "mean" else w.max(axis=1, keepdims=True)  # (L', 1, q, k)
-        return replace(stack, weights=agg.astype(np.float32), layer_ids=layer_ids, head_ids=(h,))
-    heads = parse_index_spec(head, stack.heads, "head")
-    return replace(
-        stack,
-        weights=np.ascontiguousarray(w[:, heads]),
-        layer_ids=layer_ids,
-        head_ids=tuple(stack.head_ids[i] for i in heads),
-    )
-
-
-def pick_stacks(result: AttentionResult, stack: str | None) -> tuple[Stack, ...]:
-    """One named stack, or all of them when `stack` is None / 'all'."""
-    if stack is None or stack == "all":
-        return result.stacks
-    return (result.stack(stack),)
-
-
-def select(
-    result: AttentionResult, layer: str = "last", head: str = "all", stack: str | None = None
-) -> AttentionResult:
-    """The result with only the chosen stacks, layers and heads."""
-    return replace(result, stacks=tuple(select_stack(s, layer, head) for s in pick_stacks(result, stack)))
+def _each(x: R, step: Callable[[Stack], Stack]) -> R:
+    """Apply a per-stack step to a stack, or to every stack of a result."""
+    if isinstance(x, Stack):
+        return step(x)
+    return replace(x, stacks=tuple(step(s) for s in x.stacks))
 
 
 def _with_note(stack: Stack, note: str) -> tuple[str, ...]:
     return stack.notes if note in stack.notes else (*stack.notes, note)
 
 
-def rollout(stack: Stack, head: str = "mean") -> Stack:
+# ---------------------------------------------------------------- layers and heads
+
+
+def _holds(axis: Sequence[Origin], total: int | None, label: Callable[[Origin, int | None], str]) -> str:
+    """'layer 5', 'layers 0–5', 'rollout of all 6 layers': what an axis holds, for messages."""
+    singles = [o.single for o in axis if o.single is not None]
+    if len(singles) == len(axis) and len(singles) > 1:
+        noun = label(axis[0], total).split()[0]
+        return f"{noun}s {span(singles)}"
+    return ", ".join(label(o, total) for o in axis)
+
+
+def positions(indices: Indices, axis: Sequence[Origin], total: int | None, what: str) -> list[int]:
+    """Where on `axis` the model's layers/heads named by `indices` are, in axis order.
+
+    Numbers are model numbers (negative: from the model's end); 'all' and 'last' are
+    about what the axis holds. SelectionError for a number the model lacks or the
+    axis does not hold.
+    """
+    n = len(axis)
+    if indices.is_all:
+        return list(range(n))
+    if indices.last:
+        return [n - 1]
+    count = total if total is not None else n
+    wanted: list[int] = []
+    for part in indices.parts:
+        if isinstance(part, int):
+            if not -count <= part < count:
+                raise SelectionError(f"{what} {part} does not exist: this model has {count} {what}s (0..{count - 1})")
+            wanted.append(part % count)
+            continue
+        start, stop = part
+        if any(b is not None and not -count <= b <= count for b in part):
+            shown = f"{'' if start is None else start}:{'' if stop is None else stop}"
+            raise SelectionError(f"{what} range {shown} is outside 0..{count}: this model has {count} {what}s")
+        picked = range(count)[slice(start, stop)]
+        if not picked:
+            raise SelectionError(f"{what} range {indices.text} picks no {what}")
+        wanted.extend(picked)
+    held = {o.single: i for i, o in enumerate(axis) if o.single is not None}
+    label = layer_label if what == "layer" else head_label
+    for m in wanted:
+        if m not in held:
+            raise SelectionError(
+                f"{what} {m} is not in this result: it holds {_holds(axis, total, label)}",
+                fix=Fix.SAVE_ALL_LAYERS,
+            )
+    return sorted({held[m] for m in wanted})
+
+
+def _combine_heads(stack: Stack, hi: list[int], combine: Combine) -> tuple[np.ndarray, Origin, MapKind]:
+    """Heads at positions `hi` made one map per layer: (L, 1, q, k), its origin, its kind."""
+    chosen = [stack.head_axis[i] for i in hi]
+    if len(chosen) == 1 and chosen[0].combine is combine:  # already so: combining again changes nothing
+        return stack.weights[:, hi], chosen[0], stack.kind
+    if any(o.single is None for o in chosen):
+        combined = ", ".join(stack.head_label(i) for i in hi)
+        raise SelectionError(f"the heads here are already combined ({combined}); they cannot be combined again")
+    w = stack.weights[:, hi]  # (L, H', q, k)
+    merged = w.mean(axis=1, keepdims=True) if combine is Combine.MEAN else w.max(axis=1, keepdims=True)
+    # a mean of distributions is one; the max of several is not
+    kind = (
+        MapKind.WEIGHTS if combine is Combine.MAX and len(hi) > 1 and stack.kind is MapKind.PROBABILITY else stack.kind
+    )
+    ids = tuple(o.ids[0] for o in chosen)
+    return merged.astype(np.float32), Origin(ids, combine), kind
+
+
+def select_stack(stack: Stack, layers: Indices = LAST, heads: Indices = ALL, combine: Combine | None = None) -> Stack:
+    """Keep the chosen layers; keep the chosen heads, or make them one map (mean / max)."""
+    li = positions(layers, stack.layer_axis, stack.model_layers, "layer")
+    hi = positions(heads, stack.head_axis, stack.model_heads, "head")
+    layer_axis = tuple(stack.layer_axis[i] for i in li)
+    part = replace(stack, weights=np.ascontiguousarray(stack.weights[li]), layer_axis=layer_axis)
+    if combine is None:
+        return replace(
+            part, weights=np.ascontiguousarray(part.weights[:, hi]), head_axis=tuple(stack.head_axis[i] for i in hi)
+        )
+    w, origin, kind = _combine_heads(part, hi, combine)
+    return replace(part, weights=np.ascontiguousarray(w), head_axis=(origin,), kind=kind)
+
+
+def select(x: R, layer: Selection = "last", head: Selection = "all", stack: str | None = None) -> R:
+    """The chosen layers and heads ('mean' / 'max' combine them) of a stack, or of a result's stacks."""
+    layers = Indices.parse(layer, "layer")
+    heads, combine = parse_head(head)
+    if isinstance(x, AttentionResult) and stack is not None:
+        x = replace(x, stacks=(x.stack(stack),))
+    return _each(x, lambda s: select_stack(s, layers, heads, combine))
+
+
+# ---------------------------------------------------------------- rollout
+
+
+ROLLOUT_NOTE = "rollout: identity added to each layer (the residual path), rows renormalised, layers multiplied"
+
+
+def rollout_stack(stack: Stack, heads: Indices = ALL, combine: Combine | None = None) -> Stack:
     """Attention rollout (Abnar & Zuidema 2020) across every layer of a self-attention stack.
 
-    Per layer: heads combined ('mean', 'max' or one head), identity added for the
-    residual path, rows renormalised; then the layers multiplied bottom-up. Rows of
-    the result still sum to 1.
+    Per layer: the chosen heads combined (mean unless `combine` is max; one head as
+    itself), the identity added for the residual path, rows renormalised; then the
+    layers multiplied bottom-up. Rows of the result sum to 1.
     """
-    if len(stack.query) != len(stack.key) or stack.name == "cross":
-        raise SelectionError("rollout needs self-attention (query = key tokens)", hint="use --stack encoder or decoder")
-    h = head.strip().lower()
-    if h in HEAD_AGGREGATES:
-        per_layer = stack.weights.mean(axis=1) if h == "mean" else stack.weights.max(axis=1)  # (L, T, T)
+    if stack.name == "cross" or len(stack.query) != len(stack.key):
+        raise SelectionError("rollout needs self-attention (query tokens = key tokens)", fix=Fix.PICK_STACK)
+    L = stack.model_layers
+    if L is None or tuple(o.single for o in stack.layer_axis) != tuple(range(L)):
+        raise SelectionError(
+            f"rollout multiplies every layer of the model, and this result holds "
+            f"{_holds(stack.layer_axis, L, layer_label)}",
+            fix=Fix.SAVE_ALL_LAYERS,
+        )
+    if stack.kind is not MapKind.PROBABILITY:
+        raise SelectionError(f"rollout needs attention probabilities, and these maps are {stack.kind.value}")
+    hi = positions(heads, stack.head_axis, stack.model_heads, "head")
+    if len(hi) == 1 and combine is None:
+        per_layer, origin = stack.weights[:, hi[0]], stack.head_axis[hi[0]]  # (L, T, T)
     else:
-        heads = parse_index_spec(h, stack.heads, "head")
-        per_layer = stack.weights[:, heads].mean(axis=1)  # (L, T, T)
+        w, origin, _ = _combine_heads(stack, hi, combine or Combine.MEAN)
+        per_layer = w[:, 0]  # (L, T, T)
     T = per_layer.shape[-1]
     joint = np.eye(T, dtype=np.float64)
     for layer in per_layer.astype(np.float64):
         a = layer + np.eye(T)  # the residual connection carries each token onward
         a /= a.sum(axis=-1, keepdims=True)
-        joint = a @ joint  # (T, T): how layer l's outputs draw on the input tokens
-    # 'mean' | 'max' | 'head 3' | 'mean of heads 0,2'; the note words it with result.head_label
-    label = h if h in HEAD_AGGREGATES else f"head {h}" if len(heads) == 1 else f"mean of heads {h}"
+        joint = a @ joint  # (T, T): how this layer's outputs draw on the input tokens
     return replace(
         stack,
         weights=joint.astype(np.float32)[None, None],  # (1, 1, T, T)
-        layer_ids=("rollout",),
-        head_ids=(label,),
-        notes=_with_note(stack, f"rollout over {stack.layers} layers ({head_label(label)}, identity added)"),
+        layer_axis=(Origin(tuple(range(L)), Combine.ROLLOUT),),
+        head_axis=(origin,),
+        kind=MapKind.PROBABILITY,
+        notes=_with_note(stack, ROLLOUT_NOTE),
     )
 
 
-def hide_special(stack: Stack, renormalize: bool = False) -> Stack:
+def rollout_stacks(result: AttentionResult, stack: str | None = None) -> tuple[Stack, ...]:
+    """The stacks rollout can use: the named one if it is self-attention, else every stack but cross."""
+    usable = tuple(s for s in result.stacks if s.name != "cross")
+    choices = " or ".join(s.name for s in usable)
+    if stack is None:
+        if not usable:
+            raise SelectionError(
+                "rollout needs self-attention, and this result has only cross-attention", fix=Fix.NO_ROLLOUT
+            )
+        return usable
+    picked = result.stack(stack)
+    if picked.name == "cross":
+        raise SelectionError(
+            "rollout needs self-attention: the cross stack has none",
+            fix=Fix.PICK_STACK if usable else Fix.NO_ROLLOUT,
+            stacks=choices,
+        )
+    return (picked,)
+
+
+def rollout(x: R, head: Selection = "all") -> R:
+    """Rollout of a stack, or of every self-attention stack of a result ('max' rolls out the max of heads)."""
+    heads, combine = parse_head(head)
+    if isinstance(x, Stack):
+        return rollout_stack(x, heads, combine)
+    return replace(x, stacks=tuple(rollout_stack(s, heads, combine) for s in rollout_stacks(x)))
+
+
+# ---------------------------------------------------------------- tokens
+
+
+def _need(tokens: Tokens, field: str, what: str) -> None:
+    if len(tokens) and not getattr(tokens, field):
+        raise SelectionError(f"this result does not record {what} (files saved by attnviz 0.1 do not)")
+
+
+def hide_special_stack(stack: Stack, renormalize: bool = False) -> Stack:
     """Drop [CLS]/[SEP]/<s>/</s>/BOS rows and columns; optionally renormalise rows to 1."""
+    for tokens in (stack.query, stack.key):
+        _need(tokens, "special", "which tokens are special")
     q_keep = [i for i in range(len(stack.query)) if not stack.query.is_special(i)]
     k_keep = [i for i in range(len(stack.key)) if not stack.key.is_special(i)]
     if not q_keep or not k_keep:
-        raise SelectionError("every token is special: nothing would be left to show", hint="drop --hide-special")
+        raise SelectionError("every token is special: nothing would be left to show", fix=Fix.KEEP_SPECIALS)
     w = stack.weights[:, :, q_keep][:, :, :, k_keep]
+    kind = stack.kind
     if renormalize:
+        if kind is MapKind.SIGNED:
+            raise SelectionError("signed maps cannot be renormalised into distributions")
         w = w / np.maximum(w.sum(axis=-1, keepdims=True), np.finfo(np.float32).tiny)
-        note = "special tokens hidden; rows renormalised to sum to 1"
+        note, kind = "special tokens hidden; rows renormalised to sum to 1", MapKind.PROBABILITY
     else:
-        note = "special tokens hidden: rows no longer sum to 1 (use --renormalize)"
+        note = "special tokens hidden: rows no longer sum to 1"
+        if kind is MapKind.PROBABILITY and len(k_keep) < len(stack.key):
+            kind = MapKind.WEIGHTS
     return replace(
         stack,
         query=stack.query.take(q_keep),
         key=stack.key.take(k_keep),
         weights=np.ascontiguousarray(w, dtype=np.float32),
+        kind=kind,
         notes=_with_note(stack, note),
     )
 
 
-def _word_groups(tokens: Tokens) -> list[list[int]]:
+def hide_special(x: R, renormalize: bool = False) -> R:
+    return _each(x, lambda s: hide_special_stack(s, renormalize))
+
+
+def word_groups(tokens: Tokens) -> list[list[int]]:
     """Runs of consecutive pieces that share a word id; specials and id-less tokens stand alone."""
     groups: list[list[int]] = []
     previous: int | None = None
@@ -159,12 +268,15 @@ def _merged_tokens(tokens: Tokens, groups: list[list[int]]) -> Tokens:
         special=tuple(tokens.is_special(g[0]) for g in groups) if tokens.special else (),
         word_ids=tuple(tokens.word_ids[g[0]] for g in groups) if tokens.word_ids else (),
         segments=tuple(tokens.segments[g[0]] for g in groups) if tokens.segments else (),
+        offsets=tuple((tokens.offsets[g[0]][0], tokens.offsets[g[-1]][1]) for g in groups) if tokens.offsets else (),
     )
 
 
-def merge_words(stack: Stack) -> Stack:
-    """Word pieces → words: keys summed over a word's pieces, queries averaged (rows keep summing to 1)."""
-    q_groups, k_groups = _word_groups(stack.query), _word_groups(stack.key)
+def merge_words_stack(stack: Stack) -> Stack:
+    """Word pieces → words: keys summed over a word's pieces, queries averaged (rows keep their sums)."""
+    for tokens in (stack.query, stack.key):
+        _need(tokens, "word_ids", "which pieces make up a word")
+    q_groups, k_groups = word_groups(stack.query), word_groups(stack.key)
     w = np.stack([stack.weights[..., g].sum(axis=-1) for g in k_groups], axis=-1)  # (L, H, q, words)
     w = np.stack([w[:, :, g].mean(axis=2) for g in q_groups], axis=2)  # (L, H, words, words)
     return replace(
@@ -172,36 +284,38 @@ def merge_words(stack: Stack) -> Stack:
         query=_merged_tokens(stack.query, q_groups),
         key=_merged_tokens(stack.key, k_groups),
         weights=np.ascontiguousarray(w, dtype=np.float32),
-        notes=_with_note(stack, "word pieces merged: keys summed, queries averaged"),
+        notes=_with_note(stack, "word pieces merged into words: keys summed, queries averaged"),
     )
 
 
-def token_window(stack: Stack, spec: str) -> Stack:
-    """Rows and columns A:B (end exclusive) of a self-attention stack; keys A:B of a cross stack."""
+def merge_words(x: R) -> R:
+    return _each(x, merge_words_stack)
 
-    def bounds(n: int) -> list[int]:
-        lo, sep, hi = spec.partition(":")
-        try:
-            start = int(lo) if lo.strip() else 0
-            stop = int(hi) if hi.strip() else n
-        except ValueError:
-            raise UsageError(f"cannot read --tokens {spec!r}", hint="write A:B, e.g. 0:20") from None
-        if not sep or not 0 <= start < stop:
-            raise UsageError(f"cannot read --tokens {spec!r}", hint="write A:B with A < B, e.g. 0:20")
-        if start >= n:
-            raise SelectionError(f"--tokens {spec} starts past the end: there are {n} tokens (0..{n - 1})")
-        return list(range(start, min(stop, n)))
 
-    k_keep = bounds(len(stack.key))
+def token_window_stack(stack: Stack, window: TokenWindow) -> Stack:
+    """Rows and columns start:stop of a self-attention stack; keys start:stop of a cross stack."""
+    n = len(stack.key)
+    if window.start >= n:
+        raise SelectionError(f"token window {window} starts past the end: there are {n} tokens (0..{n - 1})")
+    k_keep = list(range(window.start, min(window.stop if window.stop is not None else n, n)))
     q_keep = k_keep if stack.name != "cross" else list(range(len(stack.query)))
-    w = stack.weights[:, :, q_keep][:, :, :, k_keep]
+    w = np.ascontiguousarray(stack.weights[:, :, q_keep][:, :, :, k_keep])
+    kind, note = stack.kind, f"tokens {k_keep[0]}:{k_keep[-1] + 1} only"
+    if kind is MapKind.PROBABILITY and w.size and not np.allclose(w.sum(axis=-1, dtype=np.float64), 1.0, atol=1e-4):
+        kind, note = MapKind.WEIGHTS, note + ": rows no longer sum to 1"
     return replace(
         stack,
         query=stack.query.take(q_keep),
         key=stack.key.take(k_keep),
-        weights=np.ascontiguousarray(w),
-        notes=_with_note(stack, f"tokens {k_keep[0]}:{k_keep[-1] + 1} only: rows may not sum to 1"),
+        weights=w,
+        kind=kind,
+        notes=_with_note(stack, note),
     )
+
+
+def token_window(x: R, window: str | tuple[int, int | None] | TokenWindow) -> R:
+    parsed = TokenWindow.parse(window)
+    return _each(x, lambda s: token_window_stack(s, parsed))
 
 
 def query_index(tokens: Tokens, spec: str) -> int:
@@ -222,82 +336,49 @@ def query_index(tokens: Tokens, spec: str) -> int:
     return index % n
 
 
-AGGREGATES = ("none", "mean", "max", "rollout")
-ROLLOUT_LAYER_NOTE = "rollout uses every layer; --layer is ignored"
+def query_row_stack(stack: Stack, token: str) -> Stack:
+    """One query token's row (by index as shown, or by text): weights [L, H, 1, k]."""
+    i = query_index(stack.query, token)
+    return replace(stack, query=stack.query.take([i]), weights=np.ascontiguousarray(stack.weights[:, :, i : i + 1]))
 
 
-def rollout_stacks(result: AttentionResult, stack: str | None) -> tuple[Stack, ...]:
-    """The stacks rollout can use: the named one if it is self-attention, else every stack but cross."""
-    usable = tuple(s for s in result.stacks if s.name != "cross")
-    if usable:
-        hint = f"use --stack {' or '.join(s.name for s in usable)}, or leave --stack out"
-    else:
-        hint = "this model has only a cross stack: use --agg none, mean or max"
-    if stack is None or stack == "all":
-        if not usable:
-            raise SelectionError("rollout needs self-attention, and this model has only cross-attention", hint=hint)
-        return usable
-    picked = result.stack(stack)
-    if picked.name == "cross":
-        raise SelectionError("rollout needs self-attention: the cross stack has none", hint=hint)
-    return (picked,)
+def query_row(x: R, token: str | int) -> R:
+    return _each(x, lambda s: query_row_stack(s, str(token)))
 
 
-def view(
-    result: AttentionResult,
-    layer: str = "last",
-    head: str = "all",
-    stack: str | None = None,
-    agg: str = "none",
-    hide_specials: bool = False,
-    renormalize: bool = False,
-    words: bool = False,
-    tokens: str | None = None,
-) -> AttentionResult:
-    """The one view pipeline `show` and `export` share.
+# ---------------------------------------------------------------- the pipeline
 
-    Order matters: layers/heads (or rollout, which needs every layer) are taken on
-    the full matrices first; then word pieces merge, specials hide, and a token
-    window cuts — each of which would otherwise change what rollout multiplies.
 
-    Rollout needs self-attention: with no stack named it takes every stack but
-    `cross`; naming `cross`, or a model with only a cross stack, is a SelectionError.
-    Rollout always multiplies every layer, so `layer` is not used; since the defaults
-    ('last' for show, 'all' for export) cannot be told from a user's choice, any other
-    layer spec adds the note "rollout uses every layer; --layer is ignored".
+def apply(result: AttentionResult, spec: ViewSpec) -> AttentionResult:
+    """The view `spec` describes, in its order (see ViewSpec).
+
+    Layers and heads (or rollout, which needs every layer) are taken on the full
+    matrices first; word pieces merge, specials hide and a token window cuts after,
+    since each would change what rollout multiplies. Rollout always multiplies every
+    layer: a layer choice other than 'all' is noted as ignored.
     """
-    if agg not in AGGREGATES:
-        raise UsageError(f"unknown --agg {agg!r}", hint=f"choose one of: {', '.join(AGGREGATES)}")
-    if agg in HEAD_AGGREGATES:
-        head = agg
+    stack = None if spec.stack is None else spec.stack.value
     stacks = []
-    for s in rollout_stacks(result, stack) if agg == "rollout" else pick_stacks(result, stack):
-        if agg == "rollout":
-            s = rollout(s, "mean" if head == "all" else head)
-            if layer.strip().lower() not in ("last", "all"):
-                s = replace(s, notes=_with_note(s, ROLLOUT_LAYER_NOTE))
+    picked = (
+        rollout_stacks(result, stack) if spec.rollout else result.stacks if stack is None else (result.stack(stack),)
+    )
+    for s in picked:
+        if spec.rollout:
+            s = rollout_stack(s, spec.heads, spec.combine)
+            if spec.layers is not None and not spec.layers.is_all:
+                s = replace(
+                    s,
+                    notes=_with_note(s, f"rollout uses every layer; the layer choice ({spec.layers.text}) is ignored"),
+                )
         else:
-            s = select_stack(s, layer, head)
-        if words:
-            s = merge_words(s)
-        if hide_specials:
-            s = hide_special(s, renormalize)
-        if tokens:
-            s = token_window(s, tokens)
+            s = select_stack(s, spec.layers or LAST, spec.heads, spec.combine)
+        if spec.words:
+            s = merge_words_stack(s)
+        if spec.hide_special:
+            s = hide_special_stack(s, spec.renormalize)
+        if spec.tokens is not None:
+            s = token_window_stack(s, spec.tokens)
+        if spec.query is not None:
+            s = query_row_stack(s, spec.query)
         stacks.append(s)
-    return replace(result, stacks=tuple(stacks))
-
-
-def query_view(result: AttentionResult, spec: str) -> AttentionResult:
-    """Only one query token's row (by index or text, see query_index) in every stack: [L, H, 1, k]."""
-    stacks = []
-    for s in result.stacks:
-        i = query_index(s.query, spec)
-        stacks.append(
-            replace(
-                s,
-                query=s.query.take([i]),
-                weights=np.ascontiguousarray(s.weights[:, :, i : i + 1]),  # (L, H, 1, k)
-            )
-        )
     return replace(result, stacks=tuple(stacks))

@@ -28,10 +28,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from attnviz.api import cached_backend, run_batch  # noqa: E402
-from attnviz.batch import ExportOptions, export  # noqa: E402
+from attnviz.api import run_batch  # noqa: E402
+from attnviz.backends.registry import cached  # noqa: E402
+from attnviz.backends.types import Device, Inputs, LoadOptions  # noqa: E402
+from attnviz.export.run import ExportOptions, export, from_model  # noqa: E402
 from attnviz.inputs import parse_lines  # noqa: E402
-from attnviz.models import Inputs, LoadOptions  # noqa: E402
 from attnviz.render.image import Layout, Sheet, Style, _value_text, printable_label  # noqa: E402
 
 SENTENCES = [
@@ -89,7 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     texts = (SENTENCES * 10)[: args.sentences]
     sentences = parse_lines("\n".join(texts).encode(), "bench")
-    backend = cached_backend("minilm", LoadOptions(device="cpu"))
+    backend = cached("minilm", LoadOptions(device=Device.CPU))
     results = run_batch(backend, [Inputs(t) for t in texts])
     style = Style(annotate=args.annotate)
     naive_s, ours_s, images = [], [], 0
@@ -99,7 +100,8 @@ def main() -> None:
             ours_dir, naive_dir = root / f"attnviz-{rep}", root / f"naive-{rep}"
             naive_dir.mkdir()
             start = time.perf_counter()
-            summary = export(sentences, lambda: backend, ours_dir, ExportOptions(view="head", annotate=args.annotate))
+            options = ExportOptions(style=style)
+            summary = export(sentences, from_model(lambda: backend), ours_dir, options)
             ours_s.append(time.perf_counter() - start)
             start = time.perf_counter()
             images = naive(results, naive_dir, style)

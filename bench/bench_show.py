@@ -52,7 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
-    from attnviz.models import minilm_folder
+    from attnviz.backends.registry import minilm_folder
 
     py = sys.executable
     attnviz = [py, "-m", "attnviz"]

@@ -1,7 +1,7 @@
 """The competitor: what a person writes by hand to get MiniLM's attention as JSON.
 
 Import transformers, load the embedded model with eager attention, one forward pass
-with output_attentions=True, print the same attnviz/1 document attnviz prints.
+with output_attentions=True, print the weights as JSON (stacks[0].attention, as attnviz does).
 """
 
 import json
@@ -20,7 +20,7 @@ with torch.no_grad():
 weights = torch.stack(out.attentions, dim=1)[0]  # (layers, heads, q, k)
 tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
 doc = {
-    "schema": "attnviz/1",
+    "schema": "hand-written",
     "model": "all-MiniLM-L6-v2",
     "text": text,
     "stacks": [{"name": "encoder", "query_tokens": tokens, "key_tokens": tokens, "attention": weights.tolist()}],

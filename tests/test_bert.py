@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from attnviz import extract
-from attnviz.models import minilm_folder
+from attnviz.backends.registry import minilm_folder
 
 SENTENCES = [
     "I have a dream",
@@ -52,20 +52,26 @@ def test_native_minilm_pair_equals_transformers(transformers_minilm):
 
 
 def test_padding_in_a_batch_changes_nothing():
-    from attnviz.api import cached_backend, run_batch
-    from attnviz.models import Inputs, LoadOptions
+    from attnviz.api import run_batch
+    from attnviz.backends.registry import cached
+    from attnviz.backends.types import Device, Inputs, LoadOptions
 
-    backend = cached_backend("minilm", LoadOptions(device="cpu"))
+    backend = cached("minilm", LoadOptions(device=Device.CPU))
     batch = run_batch(backend, [Inputs(t) for t in SENTENCES], batch_size=4)
+    lengths = {len(r.stacks[0].query) for r in batch}
+    assert len(lengths) == len(SENTENCES)  # every sentence padded to a different extent
     for text, got in zip(SENTENCES, batch):
         alone = extract(text, device="cpu").stack("encoder")
-        np.testing.assert_allclose(got.stacks[0].weights, alone.weights, atol=1e-6)
+        assert got.stacks[0].query == alone.query
+        np.testing.assert_allclose(got.stacks[0].weights, alone.weights, atol=1e-5, rtol=0)
 
 
 def test_too_long_input_names_the_limit():
     from attnviz.errors import InputError
 
-    with pytest.raises(InputError, match="600 tokens long; the model takes at most 512"):
+    with pytest.raises(InputError, match="600 tokens long; the model takes at most 512") as caught:
         extract("word " * 598, device="cpu")
-    truncated = extract("word " * 598, device="cpu", truncate=True).stacks[0]
-    assert len(truncated.query) == 512 and truncated.query.texts[-1] == "[SEP]"
+    assert "--" not in caught.value.message + (caught.value.hint or "")  # the core never names flags
+    truncated = extract("word " * 598, device="cpu", truncate=True)
+    assert len(truncated.stacks[0].query) == 512 and truncated.stacks[0].query.texts[-1] == "[SEP]"
+    assert any("truncated to 512" in note for note in truncated.notes), truncated.notes

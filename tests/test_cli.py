@@ -1,90 +1,98 @@
-"""The command line, run for real: through CliRunner and as a subprocess."""
+"""The command line, run for real in this process (tests/harness.py); a new process only to probe imports."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import numpy as np
 import pytest
+from harness import run, run_subprocess
 
 from attnviz import __version__, extract
 
-
-def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "attnviz", *args], input=stdin, capture_output=True, text=True, timeout=300
-    )
+HEAVY = ("torch", "transformers", "matplotlib", "numpy")
 
 
-def test_version_and_help_do_not_import_heavy_modules():
-    probe = (
-        "import sys\n"
-        "from attnviz.cli import main\n"
-        "for argv in (['--version'], ['--help'], ['show', '--help']):\n"
-        "    try:\n"
-        "        main(argv)\n"
-        "    except SystemExit as e:\n"
-        "        assert e.code == 0, e.code\n"
-        "heavy = sorted(m for m in ('torch', 'transformers', 'matplotlib', 'numpy') if m in sys.modules)\n"
-        "print('HEAVY', heavy)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert f"attnviz {__version__}" in out.stdout
-    assert "HEAVY []" in out.stdout
+def imported_modules(importtime_stderr: str) -> set[str]:
+    """Top-level names of every module `python -X importtime` reports importing."""
+    names = set()
+    for line in importtime_stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            name = line.rsplit("|", 1)[1].strip()
+            if name != "imported package":  # the header line
+                names.add(name.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["show", "--help"], ["explain", "--help"]])
+def test_version_and_help_do_not_import_heavy_modules(args):
+    # a module imported once stays in sys.modules: only a new process can tell what --help imports
+    out = run_subprocess(*args, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert out.code == 0, out.stderr
+    modules = imported_modules(out.stderr)
+    assert "attnviz" in modules and "typer" in modules  # the probe sees what the command imports
+    assert sorted(modules & set(HEAVY)) == []
+    if args == ["--version"]:
+        assert out.stdout == f"attnviz {__version__}\n"
 
 
 def test_show_json_all_layers_and_heads_matches_the_api():
-    out = run_cli("show", "I have a dream", "--format", "json", "--layer", "all", "--head", "all", "--device", "cpu")
-    assert out.returncode == 0, out.stderr
-    doc = json.loads(out.stdout)
-    assert doc["schema"] == "attnviz/1" and doc["model"] == "all-MiniLM-L6-v2"
+    out = run("show", "I have a dream", "--format", "json", "--layer", "all", "--head", "all", "--device", "cpu")
+    assert out.code == 0, out.stderr
+    doc = out.json()
+    assert doc["schema"] == "attnviz/2" and doc["model"] == "all-MiniLM-L6-v2"
+    assert (doc["index"], doc["line"]) == (0, None)
     (stack,) = doc["stacks"]
-    assert stack["name"] == "encoder"
-    assert stack["query_tokens"] == ["[CLS]", "i", "have", "a", "dream", "[SEP]"]
+    assert stack["name"] == "encoder" and stack["kind"] == "probability"
+    assert stack["query"]["tokens"] == ["[CLS]", "i", "have", "a", "dream", "[SEP]"]
+    assert stack["query"]["special"] == [True, False, False, False, False, True]
+    assert stack["layers"] == list(range(6)) and stack["heads"] == list(range(12))
+    assert (stack["model_layers"], stack["model_heads"]) == (6, 12)
     weights = np.asarray(stack["attention"], dtype=np.float32)
     assert weights.shape == (6, 12, 6, 6)
     assert np.array_equal(weights, extract("I have a dream", device="cpu").stacks[0].weights)
 
 
 def test_show_reads_stdin_and_jsonl_gives_one_line_per_sentence():
-    out = run_cli("show", "-", "--format", "jsonl", "--head", "mean", stdin="I have a dream\n\nso do I\n")
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
-    assert [json.loads(line)["text"] for line in lines] == ["I have a dream", "so do I"]
-    assert json.loads(lines[0])["stacks"][0]["heads"] == ["mean"]
+    stdin = "I have a dream\n\nso do I\n"
+    out = run("show", "-", "--format", "jsonl", "--head", "mean", "--device", "cpu", stdin=stdin)
+    assert out.code == 0, out.stderr
+    docs = out.jsonl()
+    assert [(d["text"], d["index"], d["line"]) for d in docs] == [("I have a dream", 0, 1), ("so do I", 1, 3)]
+    assert docs[0]["stacks"][0]["heads"] == [{"combine": "mean", "of": list(range(12))}]
+    assert docs[0]["stacks"][0]["layers"] == [5]
 
 
 def test_info_reports_real_shapes(tiny_model):
-    out = run_cli("info", "--model", str(tiny_model("bart")), "--json", "--device", "cpu")
-    assert out.returncode == 0, out.stderr
-    info = json.loads(out.stdout)
+    out = run("info", "--model", str(tiny_model("bart")), "--json", "--device", "cpu")
+    assert out.code == 0, out.stderr
+    info = out.json()
     assert info["family"] == "encoder-decoder"
     assert info["stacks"] == ["encoder", "decoder", "cross"]
     assert info["layers"] == {"encoder": 2, "decoder": 3, "cross": 3} and info["heads"] == 4
 
 
 def test_tokens_json():
-    out = run_cli("tokens", "I have a dream", "--format", "json")
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["input"] == ["[CLS]", "i", "have", "a", "dream", "[SEP]"]
+    out = run("tokens", "I have a dream", "--format", "json", "--device", "cpu")
+    assert out.code == 0, out.stderr
+    assert out.json() == {"text": "I have a dream", "input": ["[CLS]", "i", "have", "a", "dream", "[SEP]"]}
 
 
 @pytest.mark.parametrize(
-    "args, code, message",
+    "args, code, message, hint",
     [
-        (["show", "   "], 1, "error: the text is empty"),
-        (["show", "hi", "--layer", "9"], 1, "error: layer 9 does not exist: this model has 6 layers (0..5)"),
-        (["show", "hi", "--format", "xml"], 2, "error: unknown --format 'xml'"),
-        (["show", "hi", "--model", "/nonexistent/folder"], 1, "error: model folder /nonexistent/folder does not exist"),
+        (["show", "   "], 1, "error: the text is empty", "hint: give a sentence, or - to read standard input"),
+        (["show", "hi", "--layer", "9"], 1, "error: layer 9 does not exist: this model has 6 layers (0..5)", None),
+        (["show", "hi", "--format", "xml"], 2, "error: Invalid value for '--format'",
+         "hint: see 'attnviz show --help'"),
+        (["show", "hi", "--model", "/nonexistent/folder"], 1, "error: model folder /nonexistent/folder does not exist",
+         "hint: built-in models: minilm, scratch"),
     ],
-)
-def test_errors_are_one_clear_line(args, code, message):
-    out = run_cli(*args)
-    assert out.returncode == code
-    assert message in out.stderr
+)  # fmt: skip
+def test_errors_are_one_clear_line(args, code, message, hint):
+    out = run(*args, "--device", "cpu")
+    assert out.code == code, out.stderr
+    lines = out.stderr.splitlines()
+    assert lines[0].startswith(message)
+    assert lines[1:] == ([hint] if hint else [])
     assert "Traceback" not in out.stderr and out.stdout == ""
 
 
@@ -93,6 +101,9 @@ def test_cuda_without_cuda_is_a_clear_error():
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    out = run_cli("show", "hi", "--device", "cuda")
-    assert out.returncode == 1
-    assert "error: --device cuda was asked for, but no CUDA device is available" in out.stderr
+    out = run("show", "hi", "--device", "cuda")
+    assert out.code == 1 and out.stdout == ""
+    assert out.stderr.splitlines() == [
+        "error: a CUDA device was asked for, but none is available",
+        "hint: use --device cpu",
+    ]

@@ -2,40 +2,27 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from rich.console import Console
+from consoles import draw
+from harness import run
 
-from attnviz.api import cached_backend, run_batch
-from attnviz.cli import main
+from attnviz.api import run_batch
+from attnviz.backends.registry import cached
+from attnviz.backends.types import Device, Inputs, LoadOptions
 from attnviz.errors import ModelError, SelectionError
 from attnviz.explain import explain
-from attnviz.models import Inputs, LoadOptions
 from attnviz.render.explain import render
 
-CPU = LoadOptions(device="cpu")
-SMALL = LoadOptions(device="cpu", d_model=64, heads=4)
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+CPU = LoadOptions(device=Device.CPU)
+SMALL = LoadOptions(device=Device.CPU, d_model=64, heads=4)
 
 
 def text_of(lesson, width: int) -> str:
-    console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False)
-    console.print(render(lesson, width=width))
-    return console.file.getvalue()  # type: ignore[attr-defined]
+    return draw(render(lesson, width=width), width)
 
 
 def test_classic_example_shapes_follow_the_textbook():
@@ -58,7 +45,7 @@ def test_classic_example_shapes_follow_the_textbook():
 
 def test_explained_weights_are_the_ones_show_reports():
     e = explain("I have a dream", options=CPU)
-    (shown,) = run_batch(cached_backend("scratch", CPU), [Inputs("I have a dream")])
+    (shown,) = run_batch(cached("scratch", CPU), [Inputs("I have a dream")])
     np.testing.assert_array_equal(e.step("weights").values[0], shown.stack("encoder").weights[0])
 
 
@@ -84,7 +71,7 @@ def test_pooling_is_the_weighted_sum_of_value_rows():
 
 
 def test_causal_mask_is_minus_infinity_then_exact_zero():
-    e = explain("I have a dream", options=LoadOptions(device="cpu", causal=True))
+    e = explain("I have a dream", options=LoadOptions(device=Device.CPU, causal=True))
     masked = e.step("masked").values[0]  # (8, 4, 4)
     upper = np.triu(np.ones((4, 4), dtype=bool), k=1)
     assert np.isneginf(masked[:, upper]).all() and np.isfinite(masked[:, ~upper]).all()
@@ -106,10 +93,10 @@ def test_cross_attention_takes_keys_from_the_source():
 
 
 def test_a_later_scratch_layer_reads_the_residual_stream():
-    options = LoadOptions(device="cpu", d_model=64, heads=4, layers=3)
+    options = LoadOptions(device=Device.CPU, d_model=64, heads=4, layers=3)
     e = explain("I have a dream", layer=-1, options=options)
     assert (e.layer, e.layers) == (2, 3)
-    (shown,) = run_batch(cached_backend("scratch", options), [Inputs("I have a dream")])
+    (shown,) = run_batch(cached("scratch", options), [Inputs("I have a dream")])
     np.testing.assert_array_equal(e.step("weights").values[0], shown.stacks[0].weights[2])
     with pytest.raises(SelectionError, match="layer 3 does not exist: this model has 3 layers"):
         explain("I have a dream", layer=3, options=options)
@@ -123,7 +110,7 @@ def test_minilm_layer_is_checked_against_transformers():
     (reference,) = [c for c in e.checks if "transformers" in c.what]
     assert reference.ok and reference.max_difference < 1e-5
     # and it is the same attention our native MiniLM path reports for that layer
-    (native,) = run_batch(cached_backend("minilm", CPU), [Inputs("I have a dream")])
+    (native,) = run_batch(cached("minilm", CPU), [Inputs("I have a dream")])
     np.testing.assert_allclose(e.step("weights").values[0], native.stacks[0].weights[2], atol=1e-5)
 
 
@@ -132,7 +119,7 @@ def test_bert_folders_work_and_other_families_are_refused(tiny_model):
     assert all(c.ok for c in e.checks) and e.query.texts[0] == "[CLS]"
     with pytest.raises(ModelError, match="BERT-family"):
         explain("I have a dream", str(tiny_model("gpt2")))
-    with pytest.raises(SelectionError, match="--source is for the scratch model"):
+    with pytest.raises(SelectionError, match="a cross-attention source text is for the scratch model"):
         explain("I have a dream", "minilm", source="x")
 
 
@@ -155,23 +142,24 @@ def test_lesson_keeps_bracket_tokens_and_drops_tables_for_long_inputs():
     e = explain("I have a dream", "minilm", layer=0)
     out = text_of(e, 100)
     assert "[CLS]" in out and "v([SEP])" in out  # not swallowed as rich markup
+    assert "query \\ key" in out  # short inputs get value tables
     assert "our weights = transformers' (layer 0, all heads)" in out
     long = explain(" ".join(["word"] * 20), options=SMALL)
     out = text_of(long, 80)
     assert "shapes only" in out and "query \\ key" not in out
 
 
-def test_cli_explain_default_is_the_classic_scratch_example(capsys):
-    code, out, err = cli(capsys, "explain", "I have a dream")
-    assert code == 0, err
-    assert "scratch" in out.splitlines()[0]
-    assert "(1, 4, 8, 64)" in out and "(1, 8, 4, 64)" in out and err == ""
+def test_cli_explain_default_is_the_classic_scratch_example():
+    out = run("explain", "I have a dream")
+    assert out.code == 0, out.stderr
+    assert "scratch" in out.stdout.splitlines()[0]
+    assert "(1, 4, 8, 64)" in out.stdout and "(1, 8, 4, 64)" in out.stdout and out.stderr == ""
 
 
-def test_cli_explain_json_holds_every_tensor(capsys):
-    code, out, err = cli(capsys, "explain", "I have a dream", "--format", "json", "--causal", "--head", "2")
-    assert code == 0, err
-    doc = json.loads(out)
+def test_cli_explain_json_holds_every_tensor():
+    out = run("explain", "I have a dream", "--format", "json", "--causal", "--head", "2")
+    assert out.code == 0, out.stderr
+    doc = out.json()
     assert doc["schema"] == "attnviz-explain/1" and doc["head"] == 2 and doc["causal"]
     steps = {s["name"]: s for s in doc["steps"]}
     assert list(steps) == [
@@ -186,33 +174,26 @@ def test_cli_explain_json_holds_every_tensor(capsys):
 
 
 @pytest.mark.parametrize(
-    "args, code, message",
+    "args, code, message, hint",
     [
-        (["--head", "8"], 1, "error: head 8 does not exist: this model has 8 heads (0..7)"),
-        (["--query", "nope"], 1, "error: no query token 'nope'"),
-        (["--format", "xml"], 2, "error: unknown --format 'xml'"),
-        (["--model", "minilm", "--causal"], 2, "error: --causal is for --model scratch, not minilm"),
-        (["--d-model", "100"], 2, "error: --d-model 100 is not divisible by --heads 8"),
+        (["--head", "8"], 1, "error: head 8 does not exist: this model has 8 heads (0..7)", None),
+        (["--query", "nope"], 1, "error: no query token 'nope'", "hint: tokens: I have a dream"),
+        (["--format", "xml"], 2, "error: Invalid value for '--format'", "hint: see 'attnviz explain --help'"),
+        (["--model", "minilm", "--causal"], 2, "error: --causal is for --model scratch, not minilm",
+         "hint: drop --causal"),
+        (["--d-model", "100"], 2, "error: d_model 100 is not divisible by 8 heads",
+         "hint: each head gets d_model / heads dimensions, e.g. --d-model 512 --heads 8"),
     ],
-)
-def test_cli_explain_errors_are_one_line(capsys, args, code, message):
-    got, out, err = cli(capsys, "explain", "I have a dream", *args)
-    assert got == code and out == ""
-    assert err.splitlines()[0] == message and "Traceback" not in err
+)  # fmt: skip
+def test_cli_explain_errors_are_one_line(args, code, message, hint):
+    out = run("explain", "I have a dream", *args)
+    assert out.code == code and out.stdout == ""
+    lines = out.stderr.splitlines()
+    assert lines[0].startswith(message) and lines[1:] == ([hint] if hint else [])
 
 
-def test_explain_help_names_the_default_and_stays_light():
-    probe = (
-        "import sys\n"
-        "from attnviz.cli import main\n"
-        "try:\n"
-        "    main(['explain', '--help'])\n"
-        "except SystemExit as e:\n"
-        "    assert e.code == 0, e.code\n"
-        "print('HEAVY', sorted(m for m in ('torch', 'transformers', 'numpy') if m in sys.modules))\n"
-    )
-    env = {"COLUMNS": "200", "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env)
-    assert out.returncode == 0, out.stderr
-    assert "HEAVY []" in out.stdout
+def test_explain_help_names_the_default():
+    # that it stays light (imports no torch) is checked with the other --help probes in test_cli.py
+    out = run("explain", "--help", env={"COLUMNS": "200"})
+    assert out.code == 0, out.stderr
     assert "Without --model it runs the scratch model (d_model 512, 8 heads)" in out.stdout

@@ -11,14 +11,35 @@ import sys
 from pathlib import Path
 
 import pytest
+from harness import Run, run
 from PIL import Image
 
+from attnviz.export.files import MANIFEST, TMP_PREFIX, prepare_folder, stem
+
 SENTENCES = "I have a dream\nthe quick brown fox jumps over the lazy dog\nso do I\n"
+EXPORT = ["export", "--input", "-", "--device", "cpu", "--layer", "5"]
 
 
-def export(out: Path, *args: str, preexec=None) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "attnviz", "export", "--input", "-", "--out", str(out), "--device", "cpu", *args]
-    return subprocess.run(cmd, input=SENTENCES, capture_output=True, text=True, timeout=300, preexec_fn=preexec)
+def export(out: Path, *args: str) -> Run:
+    """Export the three sentences' layer 5 (36 images) in this process."""
+    return run(*EXPORT, "--out", str(out), *args, stdin=SENTENCES)
+
+
+def export_on_a_full_disk(out: Path, limit_bytes: int, *args: str) -> Run:
+    """The same export in a process of its own that cannot grow a file past `limit_bytes`.
+
+    The limit would bind pytest's own files too, so it gets a process of its own (and not
+    harness.run_subprocess, whose subprocess.run resets SIGXFSZ, which must stay ignored).
+    """
+
+    def limit() -> None:
+        # a write past the limit fails with EFBIG instead of killing the process: a full disk, simulated
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    cmd = [sys.executable, "-m", "attnviz", *EXPORT, "--out", str(out), *args]
+    proc = subprocess.run(cmd, input=SENTENCES.encode(), capture_output=True, timeout=300, preexec_fn=limit)
+    return Run(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace"))
 
 
 def assert_only_complete_images(out: Path) -> list[str]:
@@ -30,35 +51,40 @@ def assert_only_complete_images(out: Path) -> list[str]:
         with Image.open(out / name) as image:
             image.load()  # raises on a truncated file
     listed = []
-    if (out / "manifest.jsonl").exists():
-        listed = [json.loads(line)["file"] for line in (out / "manifest.jsonl").read_text().splitlines()]
+    if (out / MANIFEST).exists():
+        listed = [json.loads(line)["file"] for line in (out / MANIFEST).read_text().splitlines()]
     assert sorted(listed) == pngs
     return pngs
 
 
-def _disk_full_after(limit_bytes: int):
-    def limit() -> None:
-        # a write past the limit fails with EFBIG instead of killing the process: a full disk, simulated
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
-
-    return limit
+@pytest.fixture(scope="module")
+def image_sizes(tmp_path_factory) -> dict[str, int]:
+    """Bytes of each image of the export, written where there is room."""
+    out = tmp_path_factory.mktemp("roomy")
+    assert export(out, "--jobs", "1").code == 0
+    return {p.name: p.stat().st_size for p in out.glob("*.png")}
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
-def test_disk_full_leaves_no_partial_file_and_a_rerun_finishes(tmp_path, jobs):
+def test_disk_full_leaves_no_partial_file_and_a_rerun_finishes(tmp_path, jobs, image_sizes):
+    first, second = (stem(i, text) for i, text in enumerate(SENTENCES.splitlines()[:2]))
+    fits = max(size for name, size in image_sizes.items() if name.startswith(first))
+    # the second sentence has more tokens, so bigger images: a limit the first sentence's images fit under
+    assert fits < min(size for name, size in image_sizes.items() if name.startswith(second))
     out = tmp_path / "figs"
-    full = export(out, "--layer", "5", "--jobs", jobs, preexec=_disk_full_after(12_000))
-    assert full.returncode == 1, full.stderr
+    full = export_on_a_full_disk(out, fits, "--jobs", jobs)
+    assert full.code == 1, full.stderr
     assert "Traceback" not in full.stderr
     assert "error:" in full.stderr and "File too large" in full.stderr
     before = assert_only_complete_images(out)
-    assert len(before) < 36  # the limit stopped it part-way
+    assert {name for name in image_sizes if name.startswith(first)} <= set(before)  # the disk filled part-way
+    assert not [name for name in before if name.startswith(second)]
 
-    rerun = export(out, "--layer", "5", "--jobs", jobs)
-    assert rerun.returncode == 0, rerun.stderr
+    rerun = export(out, "--jobs", jobs)
+    assert rerun.code == 0, rerun.stderr
+    assert f"{36 - len(before)} images written to {out}, {len(before)} already complete" in rerun.stderr
     after = assert_only_complete_images(out)
-    assert len(after) == 36 and set(before) <= set(after)
+    assert set(after) == set(image_sizes) and len(after) == 36
 
 
 def test_unwritable_output_folder(tmp_path):
@@ -70,11 +96,13 @@ def test_unwritable_output_folder(tmp_path):
         if subprocess.run(["chattr", "+i", str(out)], capture_output=True).returncode:
             pytest.skip("running as root on a filesystem without chattr +i")
     try:
-        result = export(out, "--layer", "5")
-        assert result.returncode == 1, result.stderr
-        assert f"--out {out} is not writable" in result.stderr
-        assert "Traceback" not in result.stderr
-        assert list(out.iterdir()) == []
+        result = export(out)
+        assert result.code == 1, result.stderr
+        assert result.stderr.splitlines() == [
+            f"error: the output folder {out} is not writable",
+            "hint: choose another folder or fix its permissions",
+        ]
+        assert result.stdout_bytes == b""
     finally:
         if os.geteuid() == 0:
             subprocess.run(["chattr", "-i", str(out)], check=True)
@@ -84,29 +112,22 @@ def test_unwritable_output_folder(tmp_path):
 def test_a_task_failing_part_way_still_lists_the_images_it_wrote(tmp_path, jobs):
     """A folder squats on the 6th head's image name: the rename onto it fails (a real EISDIR)
     after heads 0-4 of that task are complete; the manifest must list exactly the images on disk."""
-    from attnviz.batch import sentence_stem
-    from attnviz.inputs import Sentence
-    from attnviz.models import Inputs
-
-    text = SENTENCES.splitlines()[0]
-    stem = sentence_stem(Sentence(0, 1, text), Inputs(text))
+    first = stem(0, SENTENCES.splitlines()[0])
     out = tmp_path / "figs"
     out.mkdir()
-    (out / f"{stem}-encoder-L05-H05.png").mkdir()
-    result = export(out, "--layer", "5", "--jobs", jobs)
-    assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr and "error:" in result.stderr
+    (out / f"{first}-encoder-L05-H05.png").mkdir()
+    result = export(out, "--jobs", jobs)
+    assert result.code == 1, result.stderr
+    assert result.stderr.startswith("error: Is a directory") and len(result.stderr.splitlines()) == 1
     pngs = sorted(p.name for p in out.glob("*.png") if p.is_file())
-    assert {f"{stem}-encoder-L05-H{h:02d}.png" for h in range(5)} <= set(pngs)
-    listed = [json.loads(line)["file"] for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert {f"{first}-encoder-L05-H{h:02d}.png" for h in range(5)} <= set(pngs)
+    listed = [json.loads(line)["file"] for line in (out / MANIFEST).read_text().splitlines()]
     assert sorted(listed) == pngs
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
 
 
 def test_only_stale_temporary_files_are_removed(tmp_path):
     """A second export writing into the same folder keeps its temporary files; a dead or old run's go."""
-    from attnviz.batch import TMP_PREFIX, prepare_folder
-
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     live = tmp_path / f"{TMP_PREFIX}a.png-{os.getpid()}"

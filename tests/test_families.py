@@ -6,6 +6,11 @@ import numpy as np
 import pytest
 
 from attnviz import extract
+from attnviz.api import run_batch
+from attnviz.backends.registry import cached
+from attnviz.backends.types import Device, Inputs, LoadOptions
+
+CPU = LoadOptions(device=Device.CPU)
 
 
 def test_bert_encoder_pair_shapes(tiny_model):
@@ -45,10 +50,7 @@ def test_encoder_decoder_has_three_stacks(tiny_model, family, dec_layers):
 
 def test_batched_results_equal_single_runs(tiny_model):
     """Padding inside a batch must not change any sentence's weights."""
-    from attnviz.api import cached_backend, run_batch
-    from attnviz.models import Inputs, LoadOptions
-
-    backend = cached_backend(str(tiny_model("gpt2")), LoadOptions(device="cpu"))
+    backend = cached(str(tiny_model("gpt2")), CPU)
     texts = ["I have a dream", "the quick brown fox jumps over the lazy dog", "so"]
     batched = run_batch(backend, [Inputs(t) for t in texts], batch_size=3)
     for text, got in zip(texts, batched):
@@ -57,16 +59,13 @@ def test_batched_results_equal_single_runs(tiny_model):
         assert got.stacks[0].query.texts == alone.stacks[0].query.texts
 
 
-def test_dtype_float16_still_returns_float32(tiny_model):
+def test_dtype_bfloat16_still_returns_float32(tiny_model):
     r = extract("I have a dream", model=str(tiny_model("llama")), dtype="bfloat16", device="cpu")
-    assert r.stacks[0].weights.dtype == np.float32
+    assert r.stacks[0].weights.dtype == np.float32 and r.precision == "bfloat16"
 
 
 def test_a_batch_mixing_pairs_and_single_sentences_equals_single_runs(tiny_model):
-    from attnviz.api import cached_backend, run_batch
-    from attnviz.models import Inputs, LoadOptions
-
-    backend = cached_backend(str(tiny_model("bert")), LoadOptions(device="cpu"))
+    backend = cached(str(tiny_model("bert")), CPU)
     batch = [Inputs("I have a dream"), Inputs("so do I", pair="said the cat"), Inputs("attention")]
     for inputs, got in zip(batch, run_batch(backend, batch, batch_size=3)):
         (alone,) = run_batch(backend, [inputs])
@@ -84,4 +83,4 @@ def test_decoder_target_at_the_limit_fails_cleanly_or_truncates(tiny_model):
         extract("I have a dream", model=folder, target=long_target, device="cpu")
     r = extract("I have a dream", model=folder, target=long_target, device="cpu", truncate=True)
     assert len(r.stack("decoder").query) == 64
-    assert any("target truncated" in w for w in r.warnings)
+    assert any("target truncated" in note for note in r.notes), r.notes

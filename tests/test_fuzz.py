@@ -12,7 +12,7 @@ import io
 import json
 
 import numpy as np
-from harness import run_inprocess
+from harness import run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,7 +30,8 @@ flags = st.fixed_dictionaries(
         "--layer": st.sampled_from(["0", "-1", "all", "last", "7", "x", "1:3", "3:1"]),
         "--head": st.sampled_from(["0", "mean", "max", "all", "13", "2:5", ""]),
         "--format": st.sampled_from(["table", "heat", "json", "jsonl", "csv", "npz", "xml"]),
-        "--agg": st.sampled_from(["none", "mean", "rollout", "bogus"]),
+        "--agg": st.sampled_from(["none", "mean", "max", "rollout", "bogus"]),
+        "--stack": st.sampled_from(["encoder", "cross", "all", "bogus"]),
         "--tokens": st.sampled_from(["0:3", "5:2", "x", "1:"]),
         "--query": st.sampled_from(["0", "dream", "99", "-1"]),
         "--digits": st.sampled_from(["0", "3", "9"]),
@@ -56,7 +57,7 @@ def check_stdout(fmt: str, data: bytes) -> None:
         assert rows and all(len(r) == len(rows[0]) for r in rows)
     elif fmt == "npz":
         with np.load(io.BytesIO(data)) as npz:
-            assert npz.files
+            assert int(npz["count"]) == 1 and "0/meta" in npz.files
     else:
         data.decode("utf-8")  # tables: text
 
@@ -68,11 +69,12 @@ def test_cli_never_crashes(text, options):
     for flag, value in options.items():
         argv += [flag] if value is None else [flag, value]
     argv += ["--device", "cpu"]
-    code, stdout, stderr = run_inprocess(argv)
-    assert code in (0, 1, 2), (argv, code, stderr)
-    assert "Traceback" not in stderr, (argv, stderr)
-    assert "unexpected" not in stderr, (argv, stderr)  # our catch-all for bugs
-    if code:
-        assert stdout == b"", (argv, stderr)
+    out = run(*argv)
+    assert out.code in (0, 1, 2), (argv, out.code, out.stderr)
+    assert "Traceback" not in out.stderr, (argv, out.stderr)
+    assert "unexpected" not in out.stderr, (argv, out.stderr)  # our catch-all for bugs
+    if out.code:
+        assert out.stdout_bytes == b"", (argv, out.stderr)
+        assert any(line.startswith("error: ") for line in out.stderr.splitlines()), (argv, out.stderr)  # says why
     else:
-        check_stdout(options.get("--format", "table"), stdout)
+        check_stdout(options.get("--format", "table"), out.stdout_bytes)

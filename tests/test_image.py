@@ -11,8 +11,8 @@ from matplotlib import colormaps
 from PIL import Image
 
 from attnviz import extract
-from attnviz.batch import slug
 from attnviz.errors import UsageError
+from attnviz.export.files import slug
 from attnviz.render.image import Layout, Sheet, Style, printable_label
 
 TOKENS = ("[CLS]", "i", "have", "a", "dream", "[SEP]")
@@ -93,8 +93,9 @@ def test_labels_without_a_font_become_code_points():
     [
         (Style(fmt="gif"), "unknown image format"),
         (Style(cmap="nope"), "unknown colour map"),
-        (Style(dpi=5), "--dpi 5"),
-        (Style(vmax=0), "--vmax"),
+        (Style(dpi=5), "a dpi of 5 is outside 10..1200"),
+        (Style(vmax=0), "the top of the colour scale must be above 0"),
+        (Style(annotate="sometimes"), "unknown annotate setting"),
     ],
 )
 def test_style_check_refuses_what_matplotlib_cannot_draw(style, message):

@@ -6,10 +6,9 @@ import pytest
 from consoles import draw
 from rich.text import Text
 
-from attnviz import extract
+from attnviz import extract, views
 from attnviz.render import bars, heat, table
 from attnviz.render.term import SHADES, boundary, rgb
-from attnviz.views import query_view, view
 
 SENTENCE = "the quick brown fox jumps over the lazy dog "
 
@@ -39,10 +38,10 @@ def pair():
 @pytest.mark.parametrize("width", [80, 120])
 def test_no_line_is_wider_than_the_console_for_300_tokens(long300, width, color):
     drawings = [
-        table.render(view(long300)),  # every head of the last layer → a grid of heatmaps
-        table.render(view(long300, head="0")),
-        table.render(view(long300, agg="rollout"), style="heat"),
-        bars.render(query_view(view(long300), "fox")),
+        table.render(views.select(long300)),  # every head of the last layer → a grid of heatmaps
+        table.render(views.select(long300, head=0)),
+        table.render(views.rollout(long300), style="heat"),
+        bars.render(views.query_row(views.select(long300), "fox")),
     ]
     for renderable in drawings:
         lines = draw(renderable, width, color).splitlines()
@@ -51,7 +50,7 @@ def test_no_line_is_wider_than_the_console_for_300_tokens(long300, width, color)
 
 
 def test_long_input_pools_tokens_into_cells_and_says_so(long300):
-    text = draw(table.render(view(long300, head="0")), 80, color=False)
+    text = draw(table.render(views.select(long300, head=0)), 80, color=False)
     assert "each heatmap cell is the max over 4×4 tokens" in text
     assert "tokens:  0 [CLS]  1 the" in text and "299 [SEP]" in text
     rows = [line for line in text.splitlines() if line[:3].strip().isdigit() and set(line[4:]) <= set(SHADES)]
@@ -59,7 +58,7 @@ def test_long_input_pools_tokens_into_cells_and_says_so(long300):
 
 
 def test_colour_heatmap_packs_two_query_rows_per_line(pair):
-    s = view(pair, head="1").stacks[0]
+    s = views.select(pair, head=1).stacks[0]
     w = s.weights[0, 0]  # (q, k)
     vmax = float(w.max())
     lines = heat.heat_block(w, s.query, s.key, vmax, 80, color=True)
@@ -80,7 +79,7 @@ def test_colour_heatmap_packs_two_query_rows_per_line(pair):
 
 
 def test_colourless_heatmap_uses_shades_one_row_per_line(pair):
-    s = view(pair, head="0").stacks[0]
+    s = views.select(pair, head=0).stacks[0]
     w = s.weights[0, 0]
     vmax = float(w.max())
     lines = heat.heat_block(w, s.query, s.key, vmax, 80, color=False)
@@ -106,7 +105,7 @@ PAIR_WORDS = "the cat sat on a warm mat by the old door while rain fell".split()
 def test_sentence_pairs_fit_at_every_width(a_words, b_words):
     """The column where sentence B starts, and cells that never straddle it, still fit the width."""
     result = extract(" ".join(PAIR_WORDS[:a_words]) + ".", pair=" ".join(PAIR_WORDS[-b_words:]) + ".", device="cpu")
-    stack = view(result, head="0").stacks[0]
+    stack = views.select(result, head=0).stacks[0]
     assert boundary(stack.key.segments) is not None
     for width in range(12, 60):
         for color in (False, True):

@@ -11,12 +11,11 @@ from consoles import draw
 from rich.cells import cell_len
 from rich.text import Text
 
-from attnviz import extract
+from attnviz import ViewSpec, extract, views
 from attnviz.render import bars, table
 from attnviz.render import explain as explain_render
 from attnviz.render.term import MARK, cell_style, rgb
-from attnviz.result import AttentionResult, Stack, Tokens
-from attnviz.views import query_view, view
+from attnviz.result import AttentionResult, Stack, Tokens, origins
 
 GOLDEN = Path(__file__).parent / "golden"
 LONG = (
@@ -44,30 +43,31 @@ def results():
     }
 
 
+# the result, and the ViewSpec.build arguments (the flags of `attnviz show`) of each golden file
 CASES = {
-    "grid": ("short", {}, None),
-    "head": ("short", {"head": "0"}, None),
-    "mean": ("short", {"agg": "mean"}, None),
-    "rollout": ("short", {"agg": "rollout"}, None),
-    "long": ("long", {"head": "3"}, None),
-    "pair": ("pair", {"head": "mean"}, None),
-    "query": ("short", {}, "dream"),
+    "grid": ("short", {}),
+    "head": ("short", {"head": "0"}),
+    "mean": ("short", {"agg": "mean"}),
+    "rollout": ("short", {"agg": "rollout"}),
+    "long": ("long", {"head": "3"}),
+    "pair": ("pair", {"head": "mean"}),
+    "query": ("short", {"query": "dream"}),
 }
 
 
 @pytest.mark.parametrize("width", [80, 120])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_golden(results, case, width):
-    source, options, query = CASES[case]
-    shown = view(results[source], **options)
-    renderable = bars.render(query_view(shown, query)) if query else table.render(shown)
+    source, options = CASES[case]
+    shown = views.apply(results[source], ViewSpec.build(**options))
+    renderable = bars.render(shown) if "query" in options else table.render(shown)
     text = draw(renderable, width)
     assert max(len(line) for line in text.splitlines()) <= width
     check_golden(f"{case}-{width}", text)
 
 
 def test_layout_follows_the_width(results):
-    one_head = view(results["short"], head="0")
+    one_head = views.select(results["short"], head=0)
     assert "0.50◂" in draw(table.render(one_head), 80)  # full-size table
     assert ".50◂" in draw(table.render(one_head), 40) and "0.50" not in draw(table.render(one_head), 40)
     narrow = draw(table.render(one_head), 30)
@@ -77,7 +77,7 @@ def test_layout_follows_the_width(results):
 
 
 def test_grid_wraps_to_the_width(results):
-    grid = view(results["short"])  # 12 heads of the last layer
+    grid = views.select(results["short"])  # 12 heads of the last layer
     for width, per_row in ((80, 2), (120, 3)):
         lines = draw(table.render(grid), width).splitlines()
         first_titles = [line for line in lines if line.startswith("head 0")][0]
@@ -85,7 +85,7 @@ def test_grid_wraps_to_the_width(results):
 
 
 def test_strongest_cell_of_every_row_is_marked(results):
-    shown = view(results["short"], head="2")
+    shown = views.select(results["short"], head=2)
     w = shown.stacks[0].weights[0, 0]
     rows = draw(table.render(shown), 80).splitlines()[2:8]
     for qi, line in enumerate(rows):
@@ -95,7 +95,7 @@ def test_strongest_cell_of_every_row_is_marked(results):
 
 
 def test_colours_follow_the_scale_and_text_stays_readable(results):
-    shown = view(results["short"], head="0")
+    shown = views.select(results["short"], head=0)
     s = shown.stacks[0]
     vmax = float(s.weights.max())
     block = table.table_block(s.weights[0, 0], s.query, s.key, vmax)
@@ -114,37 +114,45 @@ def test_colours_follow_the_scale_and_text_stays_readable(results):
 
 
 def test_notes_from_views_are_shown(results):
-    text = draw(table.render(view(results["short"], head="0", hide_specials=True)), 80)
-    assert "rows no longer sum to 1" in text and "[CLS]" not in text
-    text = draw(table.render(view(results["short"], head="0", hide_specials=True, renormalize=True)), 80)
-    assert "renormalised" in text
+    one_head = views.select(results["short"], head=0)
+    text = draw(table.render(views.hide_special(one_head)), 80)
+    assert "note: special tokens hidden: rows no longer sum to 1" in text and "[CLS]" not in text
+    text = draw(table.render(views.hide_special(one_head, renormalize=True)), 80)
+    assert "note: special tokens hidden; rows renormalised to sum to 1" in text and "[SEP]" not in text
 
 
-def test_rollout_of_chosen_heads_is_titled_plainly(results):
-    one = draw(table.render(view(results["short"], agg="rollout", head="0")), 80)
-    assert one.startswith("encoder · rollout · head 0\n")
-    assert "note: rollout over 6 layers (head 0, identity added)" in one
-    several = draw(table.render(view(results["short"], agg="rollout", head="0,2")), 80)
-    assert several.startswith("encoder · rollout · mean of heads 0,2\n")
-    assert "(mean of heads 0,2, identity added)" in several
-    for text in (one, several):
-        assert "of heads of heads" not in text and "heads 0 of" not in text
-    assert draw(table.render(view(results["short"], agg="rollout")), 80).startswith("encoder · rollout · mean of heads")
+def note_text(drawn: str) -> str:
+    """The drawn notes, their wrapped lines joined again."""
+    lines = drawn.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("note: "))
+    return " ".join(line.strip() for line in lines[start:]).removeprefix("note: ")
 
 
-def _one_query_result(layer_ids: tuple[int | str, ...]) -> AttentionResult:
-    """One head, one query over three keys, in layers named `layer_ids`."""
+def test_rollout_titles_name_the_heads_and_the_note_wraps_whole(results):
+    one = draw(table.render(views.rollout(results["short"], head=0)), 80)
+    assert one.splitlines()[0] == "encoder · rollout of all 6 layers · head 0"
+    several = draw(table.render(views.rollout(results["short"], head="0,2")), 80)
+    assert several.splitlines()[0] == "encoder · rollout of all 6 layers · mean of heads 0,2"
+    every = draw(table.render(views.rollout(results["short"])), 80)
+    assert every.splitlines()[0] == "encoder · rollout of all 6 layers · mean of all 12 heads"
+    for text in (one, several, every):
+        assert len(text.splitlines()[-1]) <= 80 and len(text.splitlines()[-2]) <= 80
+        assert note_text(text) == views.ROLLOUT_NOTE  # wrapped over lines, not cut
+
+
+def _one_query_result(layer_ids: tuple[int, ...]) -> AttentionResult:
+    """One head, one query over three keys, in the model's layers `layer_ids` (of 12)."""
     keys = Tokens(("a", "b", "c"))
     weights = np.tile(np.array([0.2, 0.3, 0.5], dtype=np.float32), (len(layer_ids), 1, 1, 1))
-    stack = Stack("encoder", Tokens(("a",)), keys, weights, layer_ids=layer_ids)
+    stack = Stack("encoder", Tokens(("a",)), keys, weights, layer_axis=origins(layer_ids), model_layers=12)
     return AttentionResult("synthetic", "a b c", (stack,)).validate()
 
 
 def test_bars_name_layers_in_numeric_order():
     text = draw(bars.render(_one_query_result(tuple(range(12)))), 200)
-    assert text.splitlines()[0].startswith("encoder · layer 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 · query 'a'")
+    assert text.splitlines()[0] == "encoder · layers 0–11 · query 'a': its weight on each key"
     shuffled = draw(bars.render(_one_query_result((10, 2, 1))), 200)
-    assert shuffled.splitlines()[0].startswith("encoder · layer 1, 2, 10 ·")
+    assert shuffled.splitlines()[0].startswith("encoder · layers 1,2,10 ·")
     titles = [line.split("   ")[0] for line in shuffled.splitlines() if line.startswith("layer")]
     assert titles == ["layer 10 · head 0"]  # blocks stay in the stack's order
 

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+import os
 
 import numpy as np
 import pytest
 import torch
+from harness import run, run_subprocess
 from torch import nn
 
 from attnviz.api import run_batch
-from attnviz.errors import ModelError, UsageError
-from attnviz.models import Inputs, LoadOptions, load, minilm_folder
-from attnviz.scratch import MultiHeadAttention, causal_mask, padding_mask
-from attnviz.scratch_model import (
+from attnviz.backends.registry import load, minilm_folder
+from attnviz.backends.scratch import (
     ScratchBackend,
     ScratchModel,
     embed,
@@ -25,6 +22,9 @@ from attnviz.scratch_model import (
     word_vectors,
     words,
 )
+from attnviz.backends.types import Inputs, LoadOptions
+from attnviz.errors import Fix, ModelError, UsageError
+from attnviz.scratch import MultiHeadAttention, causal_mask, padding_mask
 
 D, H = 32, 4
 
@@ -153,17 +153,14 @@ def test_word_tokenizer_keeps_case_and_splits_punctuation(text, expected):
     assert words(text) == expected
 
 
-def test_embeddings_are_word_vector_plus_position_and_stable_across_processes():
+def test_embeddings_are_word_vector_plus_position():
+    # that they are the same in every process is checked by test_show_scratch_json_is_the_same_in_every_process
     x = embed(["dream", "I", "dream"], 16)[0]  # (3, 16)
     positions = sinusoidal_positions(3, 16)  # (3, 16)
     torch.testing.assert_close(x[0] - positions[0], word_vectors(["dream"], 16)[0])
     torch.testing.assert_close(x[2] - positions[2], x[0] - positions[0])  # same word, same vector
     assert not torch.allclose(x[0], x[2])  # ...at another position
     assert not torch.allclose(word_vectors(["dream"], 16), word_vectors(["Dream"], 16))
-    probe = "from attnviz.scratch_model import embed; print(embed(['dream'], 16)[0, 0].tolist())"
-    other = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    assert other.returncode == 0, other.stderr
-    assert json.loads(other.stdout) == x[0].tolist()  # Python's hash() is salted per process; ours is not
 
 
 def test_scratch_backend_names_its_stacks():
@@ -224,31 +221,35 @@ def test_bad_weights_and_options_are_clear_errors(tmp_path):
     junk.write_bytes(b"not a safetensors file")
     with pytest.raises(ModelError, match="cannot read scratch weights"):
         ScratchBackend(LoadOptions(weights=str(junk)))
-    with pytest.raises(UsageError, match="not divisible"):
+    with pytest.raises(UsageError, match="d_model 100 is not divisible by 8 heads") as caught:
         ScratchBackend(LoadOptions(d_model=100, heads=8))
-    with pytest.raises(UsageError, match="--causal"):
+    assert caught.value.fix is Fix.SCRATCH_SIZES
+    with pytest.raises(UsageError, match="a causal mask hides future tokens") as caught:
         load("scratch", LoadOptions(causal=True)).run([Inputs("a b", source="c d")])
+    assert caught.value.fix is Fix.SCRATCH_CAUSAL_SOURCE
 
 
-def test_show_scratch_json_twice_gives_identical_numbers():
+def test_show_scratch_json_is_the_same_in_every_process():
     args = ["show", "I have a dream", "--model", "scratch", "--format", "json", "--layer", "all", "--head", "all"]
-    runs = [
-        subprocess.run([sys.executable, "-m", "attnviz", *args], capture_output=True, text=True, timeout=120)
-        for _ in range(2)
-    ]
-    for run in runs:
-        assert run.returncode == 0, run.stderr
-    first, second = (json.loads(r.stdout) for r in runs)
-    (stack,) = first["stacks"]
-    assert stack["name"] == "encoder" and first["model"] == "scratch"
-    assert stack["query_tokens"] == stack["key_tokens"] == ["I", "have", "a", "dream"]
+    here = run(*args)
+    assert here.code == 0, here.stderr
+    doc = here.json()
+    (stack,) = doc["stacks"]
+    assert stack["name"] == "encoder" and doc["model"] == "scratch"
+    assert stack["query"]["tokens"] == stack["key"]["tokens"] == ["I", "have", "a", "dream"]
+    assert stack["query"]["offsets"] == [[0, 1], [2, 6], [7, 8], [9, 14]]
     assert np.asarray(stack["attention"]).shape == (1, 8, 4, 4)
-    assert first == second
+    assert run(*args).json() == doc
+    # Python's hash() is salted per process; the word vectors must not be: another process, another salt
+    salt = "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1"
+    there = run_subprocess(*args, env={"PYTHONHASHSEED": salt})
+    assert there.code == 0, there.stderr
+    assert there.json() == doc
 
 
 def test_truncate_warns_like_the_other_backends():
     from attnviz import extract
 
     r = extract(" ".join(["word"] * 1100), model="scratch", truncate=True)
-    assert r.warnings == ("input truncated to 1024 tokens (the scratch model's maximum)",)
+    assert r.notes == ("input truncated to 1024 tokens (the scratch model's maximum)",)
     assert len(r.stacks[0].query) == 1024

@@ -55,7 +55,7 @@ def save_tiny(family: str, folder: Path) -> Path:
     torch.manual_seed(0)
     folder.mkdir(parents=True, exist_ok=True)
     if family == "bert":
-        from attnviz.models import minilm_folder
+        from attnviz.backends.registry import minilm_folder
 
         tokenizer = tf.AutoTokenizer.from_pretrained(str(minilm_folder()))
         config = tf.BertConfig(

@@ -1,7 +1,9 @@
-"""The Typer app, global options, and the one place where errors become exit codes.
+"""The Typer app: commands registered here, global options, and the one place where
+outcomes become exit statuses (errors.ExitStatus).
 
-Exit codes: 0 ok, 1 error (AttnvizError), 2 usage, 130 interrupted. `--debug`
-(or ATTNVIZ_DEBUG=1) lets the traceback through.
+Command modules define plain functions and never import this module, so the
+imports run one way: app → commands → options.
+`--debug` (or ATTNVIZ_DEBUG=1) lets the traceback through.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from ..errors import AttnvizError
+from ..errors import AttnvizError, ExitStatus
+from . import explain, export, info, render, show, tokens
+from .hints import hint_for
+from .options import say
 
 app = typer.Typer(
     name="attnviz",
@@ -24,6 +29,8 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+for command in (show.show, render.render, export.export, explain.explain, tokens.tokens, info.info):
+    app.command()(command)
 
 _debug = {"on": bool(os.environ.get("ATTNVIZ_DEBUG"))}
 
@@ -45,26 +52,33 @@ def root(
     _debug["on"] = _debug["on"] or debug
 
 
-def _say(kind: str, text: str) -> None:
-    sys.stderr.write(f"{kind}: {text}\n")
+def _usage(exc: Exception) -> ExitStatus:
+    """click's usage errors (typer vendors click) as one `error:` line and a pointer to --help."""
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    say("error", message.strip().splitlines()[0] if message.strip() else type(exc).__name__)
+    ctx = getattr(exc, "ctx", None)
+    say("hint", f"see '{ctx.command_path if ctx else 'attnviz'} --help'")
+    return ExitStatus.USAGE if getattr(exc, "exit_code", 2) == ExitStatus.USAGE else ExitStatus.ERROR
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: run the app and map every outcome to an exit code."""
-    from . import commands  # noqa: F401  (registers the commands)
-
+    """Console-script entry point: run the app and map every outcome to an exit status."""
     command = typer.main.get_command(app)
+    _debug["on"] = bool(os.environ.get("ATTNVIZ_DEBUG"))  # per call: --debug must not stick to later calls
+    code: int
     try:
-        code = command.main(args=argv, prog_name="attnviz", standalone_mode=False)
+        returned = command.main(args=argv, prog_name="attnviz", standalone_mode=False)
+        code = returned if isinstance(returned, int) else ExitStatus.OK
     except AttnvizError as exc:
         if _debug["on"]:
             raise
-        _say("error", exc.message)
-        if exc.hint:
-            _say("hint", exc.hint)
+        say("error", exc.message)
+        hint = hint_for(exc)
+        if hint:
+            say("hint", hint)
         code = exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        code = 130
+        code = ExitStatus.INTERRUPTED
     except typer.Exit as exc:
         code = exc.exit_code
     except OSError as exc:
@@ -72,22 +86,22 @@ def main(argv: list[str] | None = None) -> None:
             # the reader went away (`| head`): stop quietly, like other Unix tools
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
-            code = 0
+            code = ExitStatus.OK
         else:
             if _debug["on"]:
                 raise
-            _say("error", f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}")
-            code = 1
+            say("error", f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}")
+            code = ExitStatus.ERROR
     except Exception as exc:
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # click's usage errors (typer vendors click)
-            exc.show()
-            sys.exit(exc.exit_code)
-        # a bug, not bad input: still one line, the traceback behind --debug
-        if _debug["on"]:
-            raise
-        _say("error", f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-        _say("hint", "run again with --debug for the traceback, and please report it")
-        code = 1
-    if code == 130:  # Ctrl-C: raised here, or turned by typer into a returned 130
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click's usage errors
+            code = _usage(exc)
+        else:
+            # a bug, not bad input: still one line, the traceback behind --debug
+            if _debug["on"]:
+                raise
+            say("error", f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            say("hint", "run again with --debug for the traceback, and please report it")
+            code = ExitStatus.ERROR
+    if code == ExitStatus.INTERRUPTED:  # Ctrl-C: raised here, or turned by typer into a returned 130
         sys.stderr.write("interrupted\n")
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(int(code))

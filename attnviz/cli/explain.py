@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from typing import Annotated
 
 import typer
 
 from ..errors import UsageError
-from .app import app
 from .options import (
     Causal,
     DModel,
@@ -22,11 +22,14 @@ from .options import (
     write_stdout,
 )
 
-FORMATS = ("table", "json")
 LESSON_PANEL = "Lesson"
 
 
-@app.command()
+class ExplainFormat(str, Enum):
+    TABLE = "table"  # the lesson
+    JSON = "json"  # every tensor
+
+
 def explain(
     text: Annotated[
         str, typer.Argument(help="The sentence to walk through (a few words read best), or - for one line on stdin.")
@@ -55,7 +58,9 @@ def explain(
             rich_help_panel=LESSON_PANEL,
         ),
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table (the lesson) or json (every tensor).")] = "table",
+    fmt: Annotated[
+        ExplainFormat, typer.Option("--format", "-f", help="table (the lesson) or json (every tensor).")
+    ] = ExplainFormat.TABLE,
     digits: Annotated[int, typer.Option(min=0, max=6, help="Decimal places in tables.")] = 2,
     source: Source = None,
     layers: Layers = 1,
@@ -71,22 +76,20 @@ def explain(
     shows (1, 4, 512) → (1, 4, 8, 64) → (1, 8, 4, 64). With --model minilm --layer N it
     transplants that layer of the embedded model and checks the weights against transformers.
     """
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown --format {fmt!r}", hint=f"choose one of: {', '.join(FORMATS)}")
     check_scratch_flags(model, layers=layers, d_model=d_model, heads=heads, seed=seed, causal=causal, weights=weights)
     if model != "scratch" and source is not None:
         raise UsageError("--source (cross-attention) is for --model scratch", hint="add --model scratch")
+    from ..backends.types import Device, LoadOptions
     from ..explain import explain as walk
-    from ..models import LoadOptions
 
     options = LoadOptions(
-        device="cpu", layers=layers, d_model=d_model, heads=heads, seed=seed, causal=causal, weights=weights
+        device=Device.CPU, layers=layers, d_model=d_model, heads=heads, seed=seed, causal=causal, weights=weights
     )
     texts = read_sentences_arg(text)
     if len(texts) > 1:
         raise UsageError(f"{len(texts)} sentences on standard input; explain walks one", hint="pipe in a single line")
     lesson = walk(texts[0].text, model, layer=layer, head=head, query=query, source=source, options=options)
-    if fmt == "json":
+    if fmt is ExplainFormat.JSON:
         write_stdout(json.dumps(lesson.to_json(), ensure_ascii=False) + "\n")
         return
     from rich.console import Console

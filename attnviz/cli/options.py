@@ -1,21 +1,52 @@
-"""Options shared by several commands, and the helpers that turn them into core calls."""
+"""Options shared by several commands, and the helpers that turn them into core calls.
+
+Enumerated options are enums (Typer shows and checks their choices); selection strings
+('2:4', 'mean') go to spec.ViewSpec.build, the one parser. Only this layer knows flag
+names: hints.py words the core's remedies as flags.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Callable
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from ..backends.types import Device, Dtype
 from ..errors import InputError, UsageError
+from ..spec import Agg, Annotate, ExportView, ImageFormat, Indices, StackName, TokenWindow, ViewSpec, parse_head
 
 if TYPE_CHECKING:
+    from ..backends.types import Backend, Inputs
     from ..inputs import Sentence
-    from ..models import Backend, Inputs
 
+T = TypeVar("T")
 MODEL_PANEL = "Model"
 SELECT_PANEL = "Selection"
+VIEW_PANEL = "View"
+OUTPUT_PANEL = "Output"
+IMAGE_PANEL = "Images"
 SCRATCH_PANEL = "Scratch model (--model scratch)"
+
+
+class OutputFormat(str, Enum):
+    """What show and render print."""
+
+    TABLE = "table"
+    HEAT = "heat"
+    JSON = "json"
+    JSONL = "jsonl"
+    CSV = "csv"
+    NPZ = "npz"
+
+
+FORMAT_HELP = (
+    "table: heat tables (a heatmap when the input is too wide for one); heat: always the compact heatmap; "
+    "json: one attnviz/2 document; jsonl: one per line, one line per sentence; "
+    "csv: one row per (sentence, stack, layer, head, query, key); npz: numpy arrays, every sentence (redirect it)."
+)
 
 TextArg = Annotated[
     str, typer.Argument(metavar="TEXT", help="The sentence, or - to read standard input (one sentence per line).")
@@ -30,16 +61,10 @@ Model = Annotated[
         rich_help_panel=MODEL_PANEL,
     ),
 ]
-Device = Annotated[
-    str, typer.Option(metavar="DEVICE", help="auto (CUDA when present), cpu, cuda or mps.", rich_help_panel=MODEL_PANEL)
-]
-Dtype = Annotated[
-    str,
-    typer.Option(
-        metavar="DTYPE",
-        help="float32, float16 or bfloat16 for the model; weights always come out float32.",
-        rich_help_panel=MODEL_PANEL,
-    ),
+DeviceOpt = Annotated[Device, typer.Option("--device", help="auto: CUDA when present.", rich_help_panel=MODEL_PANEL)]
+DtypeOpt = Annotated[
+    Dtype,
+    typer.Option("--dtype", help="The model's dtype; weights always come out float32.", rich_help_panel=MODEL_PANEL),
 ]
 Pair = Annotated[
     str | None,
@@ -104,10 +129,18 @@ Weights = Annotated[
         metavar="FILE", help="safetensors file with the scratch model's weights.", rich_help_panel=SCRATCH_PANEL
     ),
 ]
+
+# ---------------------------------------------------------------- the view (show, export, render)
+
 Layer = Annotated[
-    str,
+    str | None,
     typer.Option(
-        "--layer", "-l", metavar="LAYER", help="N, -1, A:B (B excluded), 'last' or 'all'.", rich_help_panel=SELECT_PANEL
+        "--layer",
+        "-l",
+        metavar="LAYER",
+        help="The model's layer numbers: N, -1, A:B (B excluded), lists, 'last' or 'all'.",
+        show_default=False,
+        rich_help_panel=SELECT_PANEL,
     ),
 ]
 Head = Annotated[
@@ -115,96 +148,20 @@ Head = Annotated[
     typer.Option(
         "--head",
         metavar="HEAD",
-        help="N, A:B (B excluded), 'all', or aggregate over heads: 'mean' / 'max'.",
+        help="N, A:B (B excluded), lists, 'all', or every head combined: 'mean' / 'max'.",
         rich_help_panel=SELECT_PANEL,
     ),
 ]
 StackOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--stack",
-        metavar="STACK",
-        help="encoder, decoder or cross (default: every stack).",
-        rich_help_panel=SELECT_PANEL,
-    ),
+    StackName | None,
+    typer.Option("--stack", help="One stack (default: every stack).", show_default=False, rich_help_panel=SELECT_PANEL),
 ]
-
-
-SCRATCH_ONLY = {
-    "--layers": "layers",
-    "--d-model": "d_model",
-    "--heads": "heads",
-    "--seed": "seed",
-    "--causal": "causal",
-    "--weights": "weights",
-}
-
-
-def check_scratch_flags(model: str, **options: Any) -> None:
-    """Scratch-only flags on another model are a usage error, not silently ignored."""
-    from ..models import LoadOptions
-
-    defaults = LoadOptions()
-    for flag, name in SCRATCH_ONLY.items():
-        if model != "scratch" and name in options and options[name] != getattr(defaults, name):
-            raise UsageError(f"{flag} is for --model scratch, not {model}", hint=f"drop {flag}")
-
-
-def load_model(model: str, **options: Any) -> Backend:
-    """The backend for --model, loaded once per process; `options` are LoadOptions fields."""
-    from ..api import cached_backend
-    from ..models import LoadOptions
-
-    check_scratch_flags(model, **options)
-    return cached_backend(model, LoadOptions(**options))
-
-
-def read_sentences_arg(text: str) -> list[Sentence]:
-    """TEXT itself, or for '-' the sentences on stdin: the rules of `export --input` (tabs, #, BOM)."""
-    from ..inputs import Sentence, read_sentences
-
-    if text != "-":
-        return [Sentence(0, 1, text)]
-    sentences = read_sentences("-")
-    for sentence in sentences:
-        if sentence.error:  # show/tokens/explain print one result: a bad line stops them
-            raise InputError(sentence.error)
-    return sentences
-
-
-def make_inputs(
-    sentences: list[Sentence], backend: Backend, pair: str | None, target: str | None, source: str | None
-) -> list[Inputs]:
-    """Inputs for the model; checks that it has a use for --pair/--target/--source (else UsageError)."""
-    from ..api import check_fits
-    from ..inputs import to_inputs
-
-    inputs = to_inputs(sentences, backend.info.family, pair=pair, target=target, source=source)
-    check_fits(backend, inputs)
-    return inputs
-
-
-def check_view_flags(head: str, agg: str, hide_special: bool, renormalize: bool) -> None:
-    """View flags that contradict each other (show and export share them)."""
-    if renormalize and not hide_special:
-        raise UsageError("--renormalize only applies with --hide-special", hint="add --hide-special")
-    if agg in ("mean", "max") and head.strip().lower() not in ("all", agg):
-        raise UsageError(f"--agg {agg} combines every head; it cannot go with --head {head}", hint="drop one of them")
-
-
-def write_stdout(data: str) -> None:
-    """Data goes to stdout in one write; talk goes to stderr elsewhere."""
-    sys.stdout.write(data)
-    sys.stdout.flush()
-
-
-VIEW_PANEL = "View"
-Agg = Annotated[
-    str,
+AggOpt = Annotated[
+    Agg,
     typer.Option(
         "--agg",
-        metavar="AGG",
-        help="none, mean / max over heads, or rollout: identity added, rows renormalised, layers multiplied.",
+        help="Combine the chosen heads (mean, max), or roll out across layers: identity added, rows renormalised, "
+        "layers multiplied.",
         rich_help_panel=VIEW_PANEL,
     ),
 ]
@@ -226,7 +183,191 @@ Words = Annotated[
         rich_help_panel=VIEW_PANEL,
     ),
 ]
-TokenWindow = Annotated[
+TokenWindowOpt = Annotated[
     str | None,
     typer.Option("--tokens", metavar="A:B", help="Show only tokens A:B (end exclusive).", rich_help_panel=VIEW_PANEL),
 ]
+Query = Annotated[
+    str | None,
+    typer.Option(
+        "--query",
+        "-q",
+        metavar="TOKEN|INDEX",
+        help="One query token's weights over the keys, as bars, one block per head. "
+        "TOKEN (its text, first match) or INDEX (as shown, after --words/--hide-special/--tokens).",
+        rich_help_panel=VIEW_PANEL,
+    ),
+]
+Format = Annotated[OutputFormat, typer.Option("--format", "-f", help=FORMAT_HELP, rich_help_panel=OUTPUT_PANEL)]
+FormatOrNone = Annotated[
+    OutputFormat | None,
+    typer.Option(
+        "--format", "-f", help=FORMAT_HELP + " Default: table.", show_default=False, rich_help_panel=OUTPUT_PANEL
+    ),
+]
+Digits = Annotated[
+    int,
+    typer.Option(min=0, max=6, metavar="N", help="Decimal places in tables and bars.", rich_help_panel=OUTPUT_PANEL),
+]
+
+# ---------------------------------------------------------------- images (export, render)
+
+ViewOpt = Annotated[
+    ExportView,
+    typer.Option(
+        "--view",
+        help="head: one image per map; layer: a grid of the heads, one image per layer; model: layers × heads in one.",
+        rich_help_panel=IMAGE_PANEL,
+    ),
+]
+ImageOpt = Annotated[ImageFormat, typer.Option("--image", help="The image format.", rich_help_panel=IMAGE_PANEL)]
+ImageOrNone = Annotated[
+    ImageFormat | None,
+    typer.Option(
+        "--image",
+        help="Write images of this format (to --out) instead of printing.",
+        show_default=False,
+        rich_help_panel=IMAGE_PANEL,
+    ),
+]
+Cmap = Annotated[str, typer.Option(metavar="NAME", help="A matplotlib colour map.", rich_help_panel=IMAGE_PANEL)]
+Dpi = Annotated[
+    int,
+    typer.Option(
+        min=10, max=1200, metavar="N", help="Pixels per inch (PNG size; SVG/PDF images).", rich_help_panel=IMAGE_PANEL
+    ),
+]
+Vmax = Annotated[
+    float,
+    typer.Option(metavar="X", help="Top of the colour scale (the same for every image).", rich_help_panel=IMAGE_PANEL),
+]
+AnnotateOpt = Annotated[
+    Annotate,
+    typer.Option(
+        "--annotate", help="Values in the cells: auto = single maps up to 16 tokens.", rich_help_panel=IMAGE_PANEL
+    ),
+]
+ManifestOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--manifest",
+        metavar="-",
+        help="'-' also prints each manifest line to stdout (DIR/manifest.jsonl is always kept).",
+        rich_help_panel=IMAGE_PANEL,
+    ),
+]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Redraw images that are already complete.", rich_help_panel=IMAGE_PANEL)
+]
+Jobs = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        metavar="N",
+        help="Drawing processes: 0 = one per core, 1 = no extra process.",
+        rich_help_panel=IMAGE_PANEL,
+    ),
+]
+
+
+def view_spec(
+    *,
+    stack: StackName | None,
+    layer: str | None,
+    head: str,
+    agg: Agg = Agg.NONE,
+    words: bool = False,
+    hide_special: bool = False,
+    renormalize: bool = False,
+    tokens: str | None = None,
+    query: str | None = None,
+) -> ViewSpec:
+    """The view flags as one ViewSpec; each unreadable value is a usage error naming its flag."""
+
+    def parsed(flag: str, parse: Callable[[], T]) -> T:
+        try:
+            return parse()
+        except UsageError as exc:
+            raise UsageError(f"{flag}: {exc.message}", hint=exc.hint) from None
+
+    if renormalize and not hide_special:
+        raise UsageError("--renormalize only applies with --hide-special", hint="add --hide-special")
+    heads, head_agg = parsed("--head", lambda: parse_head(head))
+    if head_agg is not None and agg in (Agg.MEAN, Agg.MAX) and agg.value != head_agg.value:
+        raise UsageError(f"--head {head_agg.value} and --agg {agg.value} combine heads two ways", hint="drop one")
+    return ViewSpec.build(
+        stack=stack,
+        layer=None if layer is None else parsed("--layer", lambda: Indices.parse(layer, "layer")),
+        head=head if head_agg is not None else heads,
+        agg=agg,
+        words=words,
+        hide_special=hide_special,
+        renormalize=renormalize,
+        tokens=None if tokens is None else parsed("--tokens", lambda: TokenWindow.parse(tokens)),
+        query=query,
+    )
+
+
+SCRATCH_ONLY = {
+    "--layers": "layers",
+    "--d-model": "d_model",
+    "--heads": "heads",
+    "--seed": "seed",
+    "--causal": "causal",
+    "--weights": "weights",
+}
+
+
+def check_scratch_flags(model: str, **options: Any) -> None:
+    """Scratch-only flags on another model are a usage error, not silently ignored."""
+    from ..backends.types import LoadOptions
+
+    defaults = LoadOptions()
+    for flag, name in SCRATCH_ONLY.items():
+        if model != "scratch" and name in options and options[name] != getattr(defaults, name):
+            raise UsageError(f"{flag} is for --model scratch, not {model}", hint=f"drop {flag}")
+
+
+def load_model(model: str, **options: Any) -> Backend:
+    """The backend for --model, loaded once per process; `options` are LoadOptions fields."""
+    from ..backends.registry import cached
+    from ..backends.types import LoadOptions
+
+    check_scratch_flags(model, **options)
+    return cached(model, LoadOptions(**options))
+
+
+def read_sentences_arg(text: str) -> list[Sentence]:
+    """TEXT itself, or for '-' the sentences on stdin: the rules of `export --input` (tabs, #, BOM)."""
+    from ..inputs import from_arguments, read_sentences
+
+    if text != "-":
+        return from_arguments([text])
+    sentences = read_sentences("-")
+    for sentence in sentences:
+        if sentence.error:  # show/tokens/explain print one result: a bad line stops them
+            raise InputError(sentence.error)
+    return sentences
+
+
+def make_inputs(
+    sentences: list[Sentence], backend: Backend, pair: str | None, target: str | None, source: str | None
+) -> list[Inputs]:
+    """Inputs for the model; checks that it has a use for --pair/--target/--source (else UsageError)."""
+    from ..api import check_fits
+    from ..inputs import to_inputs
+
+    inputs = to_inputs(sentences, backend.info.family, pair=pair, target=target, source=source)
+    check_fits(backend, inputs)
+    return inputs
+
+
+def write_stdout(data: str) -> None:
+    """Data goes to stdout in one write; talk goes to stderr elsewhere."""
+    sys.stdout.write(data)
+    sys.stdout.flush()
+
+
+def say(kind: str, text: str) -> None:
+    """One line of talk on stderr: 'warning: …', 'error: …'."""
+    sys.stderr.write(f"{kind}: {text}\n")

@@ -12,7 +12,7 @@ from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.text import Text
 
-from ..result import AttentionResult, Stack, view_label
+from ..result import AttentionResult, Stack, span
 from .term import EIGHTHS, MARK, boundary, fg_style, fit, has_color, note_lines, scale_top, side_by_side
 
 BAR_CELLS = 16
@@ -68,21 +68,19 @@ def bars_block(
 
 def _title(stack: Stack, li: int, hi: int) -> str:
     """'head 2', with its layer first where the stack holds several (or a rollout)."""
-    layer = stack.layer_ids[li]
-    return view_label(layer if stack.layers > 1 or isinstance(layer, str) else None, stack.head_ids[hi])
-
-
-def _layer_order(layer_id: int | str) -> tuple[int, int, str]:
-    """Model layers by number (2 before 10), then named ones ('rollout')."""
-    return (1, 0, layer_id) if isinstance(layer_id, str) else (0, int(layer_id), "")
+    head = stack.head_label(hi)
+    return f"{stack.layer_label(li)} · {head}" if stack.layers > 1 else head
 
 
 def stack_bar_lines(stack: Stack, width: int, color: bool, digits: int = 2) -> list[Text]:
     """Bars of every (layer, head) of a stack that holds exactly one query row."""
     vmax = scale_top(stack.weights)
     q = stack.query.texts[0]
-    layers = [str(x) for x in sorted(set(stack.layer_ids), key=_layer_order)]
-    where = "rollout" if stack.layer_ids == ("rollout",) else "layer " + ", ".join(layers)
+    singles = [o.single for o in stack.layer_axis if o.single is not None]
+    if len(singles) == stack.layers:
+        where = f"layer{'s' if len(singles) > 1 else ''} {span(sorted(singles))}"
+    else:
+        where = ", ".join(stack.layer_label(li) for li in range(stack.layers))
     lines = [Text(fit(f"{stack.name} · {where} · query {q!r}: its weight on each key", width).rstrip(), style="bold")]
     blocks = [
         bars_block(stack.weights[li, hi, 0], stack, vmax, digits, _title(stack, li, hi), color)

@@ -30,7 +30,7 @@ from matplotlib.font_manager import FontProperties, findfont, fontManager, get_f
 from matplotlib.text import Text
 from matplotlib.textpath import TextToPath
 
-from ..errors import OutputError, UsageError
+from ..errors import Fix, OutputError, UsageError
 
 FORMATS = ("png", "svg", "pdf")
 ANNOTATE_MAX_TOKENS = 16  # single heatmaps up to this many tokens a side show their values
@@ -60,11 +60,11 @@ class Style:
                 f"unknown colour map {self.cmap!r}", hint=f"try: {', '.join(close or ['viridis', 'Blues'])}"
             )
         if not 10 <= self.dpi <= 1200:
-            raise UsageError(f"--dpi {self.dpi} is outside 10..1200")
+            raise UsageError(f"a dpi of {self.dpi} is outside 10..1200")
         if not self.vmax > 0:
-            raise UsageError("--vmax must be above 0")
+            raise UsageError(f"the top of the colour scale must be above 0, not {self.vmax}")
         if self.annotate not in ("auto", "on", "off"):
-            raise UsageError(f"unknown --annotate {self.annotate!r}", hint="choose auto, on or off")
+            raise UsageError(f"unknown annotate setting {self.annotate!r}", hint="choose auto, on or off")
         return self
 
 
@@ -207,7 +207,8 @@ class Sheet:
         if max(width, height) * style.dpi > MAX_PIXELS:
             raise OutputError(
                 f"the image would be {width * style.dpi:.0f}x{height * style.dpi:.0f} pixels",
-                hint="export fewer tokens (--tokens A:B), a smaller view (--view head), or a lower --dpi",
+                hint="draw fewer tokens (a token window), one map per image, or a lower dpi",
+                fix=Fix.SMALLER_IMAGE,
             )
         self.size = (width, height)
 

@@ -14,7 +14,7 @@ from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.text import Text
 
-from ..result import AttentionResult, Stack, Tokens, head_label, layer_label, view_label
+from ..result import AttentionResult, Stack, Tokens
 from . import heat
 from .term import (
     MARK,
@@ -133,9 +133,12 @@ def _header_cell(tok: str, cw: int, compact: bool, special: bool, room: bool) ->
 
 def _heading(stack: Stack, li: int | None, hi: int | None) -> str:
     """'encoder · layer 5 · head 2': the stack, then the layer and head when given."""
-    layer = None if li is None else stack.layer_ids[li]
-    head = None if hi is None else stack.head_ids[hi]
-    return f"{stack.name} · {view_label(layer, head)}"
+    parts = [stack.name]
+    if li is not None:
+        parts.append(stack.layer_label(li))
+    if hi is not None:
+        parts.append(stack.head_label(hi))
+    return " · ".join(parts)
 
 
 class AttentionView:
@@ -186,14 +189,14 @@ def stack_lines(stack: Stack, width: int, color: bool, digits: int = 2, style: s
         lines += block(0, 0, "")
     elif by_layer:
         lines.append(Text(fit(f"{_heading(stack, None, 0)} · {stack.layers} layers", width).rstrip(), style="bold"))
-        lines += side_by_side([block(li, 0, layer_label(stack.layer_ids[li])) for li in range(stack.layers)], width)
+        lines += side_by_side([block(li, 0, stack.layer_label(li)) for li in range(stack.layers)], width)
     else:
         for li in range(stack.layers):
             if li:
                 lines.append(Text(""))
             heading = f"{_heading(stack, li, None)} · {stack.heads} heads"
             lines.append(Text(fit(heading, width).rstrip(), style="bold"))
-            blocks = [block(li, hi, head_label(stack.head_ids[hi])) for hi in range(stack.heads)]
+            blocks = [block(li, hi, stack.head_label(hi)) for hi in range(stack.heads)]
             lines += side_by_side(blocks, width)
     lines.append(Text(""))
     lines += _legend_lines(stack, layout, style, vmax, width, color, digits)

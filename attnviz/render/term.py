@@ -131,7 +131,12 @@ def wrap_items(items: Sequence[Text | str], width: int, sep: str = " · ") -> li
 
 
 def note_lines(notes: Sequence[str], width: int) -> list[Text]:
-    return [Text(fit(f"note: {n}", width).rstrip(), style="italic") for n in notes]
+    """'note: …' lines, wrapped (never cut) to the width, continuation lines indented."""
+    lines: list[Text] = []
+    for note in notes:
+        wrapped = textwrap.wrap(f"note: {note}", max(width, 12), subsequent_indent="      ") or [""]
+        lines += [Text(fit(part, width).rstrip(), style="italic") for part in wrapped]
+    return lines
 
 
 def pad_line(line: Text, width: int) -> Text:

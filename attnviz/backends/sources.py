@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .errors import ModelError
+from ..errors import Fix, ModelError
 
 BUILTIN = ("minilm", "scratch")
 REACH_TIMEOUT_S = 5.0
@@ -60,7 +60,8 @@ def check_folder(path: Path, trust_remote_code: bool, spec: str | None = None) -
     if "auto_map" in config and not trust_remote_code:
         raise ModelError(
             f"{path} ships its own Python code (auto_map in config.json), which attnviz does not run by default",
-            hint="read that code, then pass --trust-remote-code if you trust it",
+            hint="read that code, then allow remote code if you trust it",
+            fix=Fix.TRUST_REMOTE_CODE,
         )
     for weights in sorted(path.glob("*.safetensors")):
         check_safetensors(weights)

@@ -17,11 +17,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .encoding import tokens_from_encoding, truncation_warnings
-from .errors import ModelError
-from .models import Inputs, LoadOptions, ModelInfo, check_length, resolve_device, resolve_dtype
-from .result import AttentionResult, Stack, Tokens
-from .scratch import MultiHeadAttention, padding_mask
+from ..errors import ModelError
+from ..result import AttentionResult, Stack, Tokens
+from ..scratch import MultiHeadAttention, padding_mask
+from .encoding import tokens_from_encoding, truncation_notes
+from .types import Dtype, Inputs, LoadOptions, ModelInfo, check_length, resolve_device, resolve_dtype
 
 
 class BertLayer(nn.Module):
@@ -145,7 +145,7 @@ class BertBackend:
         self.tokenizer.no_truncation()  # the file pins 128 (sentence-transformers' choice); BERT takes 512
         self.tokenizer.no_padding()
         self.max_positions = int(cfg["max_position_embeddings"])
-        self.precision = options.dtype
+        self.precision = Dtype(options.dtype).value
         self.info = ModelInfo(
             name=name,
             family="encoder",
@@ -193,8 +193,8 @@ class BertBackend:
             n = len(enc.ids)
             tokens, _ = tokens_from_encoding(enc)
             stack = Stack("encoder", tokens, tokens, stacked[b, :, :, :n, :n].copy())
-            warnings = truncation_warnings(enc)
+            notes = truncation_notes(enc)
             results.append(
-                AttentionResult(self.info.name, inputs.text, (stack,), inputs.extras(), self.precision, warnings)
+                AttentionResult(self.info.name, inputs.text, (stack,), inputs.extras(), self.precision, notes)
             )
         return results

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .result import Tokens
+from ..result import Tokens
 
 
 def tokens_from_encoding(enc: Any) -> tuple[Tokens, list[int]]:
@@ -27,6 +27,7 @@ def tokens_from_encoding(enc: Any) -> tuple[Tokens, list[int]]:
         special=tuple(bool(enc.special_tokens_mask[i]) for i in keep),
         word_ids=tuple(_word_id(enc, i) for i in keep),
         segments=tuple(segments) if any(segments) else (),
+        offsets=tuple((int(enc.offsets[i][0]), int(enc.offsets[i][1])) for i in keep),
     )
     return tokens, keep
 
@@ -36,8 +37,8 @@ def _word_id(enc: Any, i: int) -> int | None:
     return None if enc.special_tokens_mask[i] else enc.word_ids[i]
 
 
-def truncation_warnings(*encodings: Any) -> tuple[str, ...]:
-    """One warning per sequence the tokenizer cut (its overflow is what was dropped)."""
+def truncation_notes(*encodings: Any) -> tuple[str, ...]:
+    """One note per sequence the tokenizer cut (its overflow is what was dropped)."""
     return tuple(
         f"{what} truncated to {sum(enc.attention_mask)} tokens (the model's maximum)"
         for what, enc in zip(("input", "target"), encodings)

@@ -12,11 +12,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .encoding import tokens_from_encoding, truncation_warnings
-from .errors import ModelError
-from .models import Inputs, LoadOptions, ModelInfo, check_length, resolve_device, resolve_dtype
-from .result import AttentionResult, Stack, Tokens
+from ..errors import ModelError
+from ..result import AttentionResult, Stack, Tokens
+from .encoding import tokens_from_encoding, truncation_notes
 from .sources import Source
+from .types import Dtype, Inputs, LoadOptions, ModelInfo, check_length, resolve_device, resolve_dtype
 
 _DECODER_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
@@ -82,7 +82,7 @@ class HFBackend:
         self.tokenizer.padding_side = "right"
         self.max_positions = _max_positions(config, self.tokenizer)
         self.spec = spec
-        self.precision = options.dtype
+        self.precision = Dtype(options.dtype).value
         self._info: ModelInfo | None = None
 
     @property
@@ -142,6 +142,7 @@ class HFBackend:
             texts=(start, *tokens.texts),
             special=(True, *tokens.special),
             word_ids=(None, *tokens.word_ids),
+            offsets=((0, 0), *tokens.offsets),
         )
         return with_start, [0] + [i + 1 for i in keep]
 
@@ -206,8 +207,8 @@ class HFBackend:
                 k_tokens, k_keep = (q_tokens, q_keep) if name != "cross" else (src, src_keep)
                 w = arr[b][:, :, q_keep][:, :, :, k_keep]  # drop padded rows and columns
                 stacks.append(Stack(name, q_tokens, k_tokens, w, causal=name == "decoder"))
-            warnings = truncation_warnings(enc.encodings[b], dec.encodings[b] if dec is not None else None)
+            notes = truncation_notes(enc.encodings[b], dec.encodings[b] if dec is not None else None)
             results.append(
-                AttentionResult(self.spec, inputs.text, tuple(stacks), inputs.extras(), self.precision, warnings)
+                AttentionResult(self.spec, inputs.text, tuple(stacks), inputs.extras(), self.precision, notes)
             )
         return results

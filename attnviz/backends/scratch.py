@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .errors import InputError, ModelError, UsageError
-from .models import Inputs, LoadOptions, ModelInfo, check_length, resolve_device, resolve_dtype
-from .result import AttentionResult, Stack, Tokens
-from .scratch import MultiHeadAttention, causal_mask
+from ..errors import Fix, InputError, ModelError, UsageError
+from ..result import AttentionResult, Stack, Tokens
+from ..scratch import MultiHeadAttention, causal_mask
+from .types import Dtype, Inputs, LoadOptions, ModelInfo, check_length, resolve_device, resolve_dtype
 
 NAME = "scratch"
 MAX_TOKENS = 1024  # an [h, T, T] matrix per layer: keep a pasted book from eating the memory
@@ -49,8 +49,13 @@ def words(text: str) -> list[str]:
 
 
 def tokens_of(text: str) -> Tokens:
-    texts = tuple(words(text))
-    return Tokens(texts=texts, special=(False,) * len(texts), word_ids=tuple(range(len(texts))))
+    found = list(_TOKEN.finditer(text))
+    return Tokens(
+        texts=tuple(m.group() for m in found),
+        special=(False,) * len(found),
+        word_ids=tuple(range(len(found))),
+        offsets=tuple(m.span() for m in found),
+    )
 
 
 @lru_cache(maxsize=4096)
@@ -147,7 +152,7 @@ def load_weights(path: str | Path, heads: int) -> ScratchModel:
     d_model = int(state["layers.0.query.weight"].shape[0])
     heads = int(meta.get("heads", heads))
     if d_model % heads:
-        raise ModelError(f"{path}: d_model {d_model} is not divisible by {heads} heads", hint="pass --heads")
+        raise ModelError(f"{path}: d_model {d_model} is not divisible by {heads} heads", fix=Fix.SCRATCH_SIZES)
     model = ScratchModel(d_model, heads, max(indices) + 1)
     try:
         model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
@@ -170,12 +175,12 @@ class Trace:
 
 
 class ScratchBackend:
-    """The Backend for `--model scratch` (see the module docstring)."""
+    """The Backend for the `scratch` model (see the module docstring)."""
 
     def __init__(self, options: LoadOptions) -> None:
         self.device = resolve_device(options.device)
         self.dtype = resolve_dtype(options.dtype)
-        self.precision = options.dtype
+        self.precision = Dtype(options.dtype).value
         self.causal = options.causal
         if options.weights is not None:
             if not Path(options.weights).is_file():
@@ -185,8 +190,9 @@ class ScratchBackend:
         else:
             if options.d_model % options.heads:
                 raise UsageError(
-                    f"--d-model {options.d_model} is not divisible by --heads {options.heads}",
-                    hint="each head gets d_model / heads dimensions, e.g. --d-model 512 --heads 8",
+                    f"d_model {options.d_model} is not divisible by {options.heads} heads",
+                    hint="each head gets d_model / heads dimensions",
+                    fix=Fix.SCRATCH_SIZES,
                 )
             model = ScratchModel(options.d_model, options.heads, options.layers).reset(options.seed)
             source = f"random, seed {options.seed}"
@@ -208,7 +214,7 @@ class ScratchBackend:
                 "tokenizer": "words and punctuation, case kept; open vocabulary (no word list)",
                 "embeddings": "fixed random vector per word (SHA-256 seeded) + sinusoidal positions",
                 "weights": source,
-                "cross-attention": "with --source TEXT (a 'cross' stack)",
+                "cross-attention": "with a source text (a 'cross' stack)",
             },
         )
 
@@ -235,8 +241,8 @@ class ScratchBackend:
         if inputs.source is not None:
             if self.causal:
                 raise UsageError(
-                    "--causal masks future tokens of one sequence; with --source there are two",
-                    hint="drop --causal for cross-attention, or drop --source",
+                    "a causal mask hides future tokens of one sequence; with a source text there are two",
+                    fix=Fix.SCRATCH_CAUSAL_SOURCE,
                 )
             key = self._tokens(inputs.source, "source", truncate)
             memory = embed(key.texts, self.d_model).to(self.device, self.dtype)  # (1, Tk, d)

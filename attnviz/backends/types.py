@@ -1,0 +1,136 @@
+"""What every backend shares: inputs, model facts, load options, devices and dtypes.
+
+A backend turns `Inputs` into `AttentionResult`s; backends/registry.py picks one for
+a model spec. Heavy imports (torch) happen inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import DeviceError, Fix, InputError
+
+if TYPE_CHECKING:  # numpy and torch stay out of `attnviz --help`, which reads the enums below
+    import torch
+
+    from ..result import AttentionResult, Tokens
+
+
+class Device(str, Enum):
+    AUTO = "auto"  # CUDA when present, else MPS when present, else the CPU
+    CPU = "cpu"
+    CUDA = "cuda"
+    MPS = "mps"
+
+
+class Dtype(str, Enum):
+    """The dtype the model runs in; weights always come out as float32."""
+
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+    BFLOAT16 = "bfloat16"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """One example: the text, plus a pair (encoders), target (enc-dec) or source (scratch)."""
+
+    text: str
+    pair: str | None = None
+    target: str | None = None
+    source: str | None = None
+
+    def extras(self) -> dict[str, str]:
+        return {
+            k: v for k, v in (("pair", self.pair), ("target", self.target), ("source", self.source)) if v is not None
+        }
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What `attnviz info` prints."""
+
+    name: str
+    family: str  # encoder | decoder | encoder-decoder
+    backend: str  # native | transformers | scratch
+    stacks: tuple[str, ...]
+    layers: dict[str, int]  # per stack
+    heads: int
+    d_model: int
+    vocab_size: int
+    max_positions: int | None
+    path: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """Turns inputs into attention; one instance holds one loaded model."""
+
+    @property
+    def info(self) -> ModelInfo: ...
+
+    def tokenize(self, inputs: Inputs) -> dict[str, Tokens]:
+        """Tokens per sequence: {"input": ..., "target": ...}."""
+        ...
+
+    def run(self, batch: Sequence[Inputs], truncate: bool = False) -> list[AttentionResult]:
+        """Attention for each input; padding is removed from what is returned."""
+        ...
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    device: Device = Device.AUTO
+    dtype: Dtype = Dtype.FLOAT32
+    trust_remote_code: bool = False
+    # scratch model only
+    layers: int = 1
+    d_model: int = 512
+    heads: int = 8
+    seed: int = 0
+    causal: bool = False
+    weights: str | None = None
+
+
+def resolve_device(device: Device | str) -> torch.device:
+    """auto → cuda if present, else mps if present, else cpu; refuse what is absent."""
+    import torch
+
+    try:
+        device = Device(device)
+    except ValueError:
+        raise DeviceError(
+            f"unknown device {device!r}", hint=f"choose one of: {', '.join(d.value for d in Device)}"
+        ) from None
+    has_mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+    if device is Device.AUTO:
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
+    if device is Device.CUDA and not torch.cuda.is_available():
+        raise DeviceError("a CUDA device was asked for, but none is available", fix=Fix.USE_CPU)
+    if device is Device.MPS and not has_mps:
+        raise DeviceError("an MPS device was asked for, but MPS is not available", fix=Fix.USE_CPU)
+    return torch.device(device.value)
+
+
+def resolve_dtype(dtype: Dtype | str) -> torch.dtype:
+    import torch
+
+    try:
+        dtype = Dtype(dtype)
+    except ValueError:
+        raise DeviceError(
+            f"unknown dtype {dtype!r}", hint=f"choose one of: {', '.join(d.value for d in Dtype)}"
+        ) from None
+    return {Dtype.FLOAT32: torch.float32, Dtype.FLOAT16: torch.float16, Dtype.BFLOAT16: torch.bfloat16}[dtype]
+
+
+def check_length(n: int, limit: int | None, what: str = "input") -> None:
+    if limit is not None and n > limit:
+        raise InputError(
+            f"{what} is {n} tokens long; the model takes at most {limit}",
+            hint="shorten the text, or truncate it",
+            fix=Fix.TRUNCATE,
+        )

@@ -1,0 +1,110 @@
+"""Writing images from the command line (export, render --image): a progress bar on stderr,
+failures reported as they happen, one summary line at the end."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InputError, UsageError
+from ..spec import ALL, Annotate, ExportView, ImageFormat, ViewSpec
+from .options import write_stdout
+
+if TYPE_CHECKING:
+    from ..export.run import Outcome, Reporter
+    from ..inputs import Sentence
+
+
+def _reporter() -> Reporter:
+    """A rich progress bar on stderr (when it is a terminal) plus messages for failures."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..export.run import Reporter
+
+    console = Console(stderr=True)
+
+    class Bar(Reporter):
+        def __init__(self) -> None:
+            self.progress = Progress(
+                TextColumn("[bold]export"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("images"),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+                disable=not console.is_terminal,
+            )
+            self.task = self.progress.add_task("export", total=None)
+            self.progress.start()
+
+        def total(self, images: int) -> None:
+            self.progress.update(self.task, total=images)
+
+        def done(self, written: int, skipped: int) -> None:
+            self.progress.advance(self.task, written + skipped)
+
+        def failed(self, sentence: Sentence, message: str) -> None:
+            console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+
+        def note(self, message: str) -> None:
+            console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
+        def stop(self) -> None:
+            self.progress.stop()
+
+    return Bar()
+
+
+def export_images(
+    sentences: list[Sentence],
+    outcomes: Callable[[list[Sentence]], Iterable[Outcome]],
+    out: Path,
+    spec: ViewSpec,
+    *,
+    view: ExportView,
+    image: ImageFormat,
+    cmap: str,
+    dpi: int,
+    vmax: float,
+    annotate: Annotate,
+    manifest: str | None,
+    overwrite: bool,
+    jobs: int,
+) -> None:
+    """Export the images of each sentence's outcome (from a model or a saved file)."""
+    from ..export.run import ExportOptions, export
+    from ..render.image import Style
+
+    if manifest not in (None, "-"):
+        raise UsageError(
+            f"--manifest {manifest!r}: only '-' is understood", hint="the file is always DIR/manifest.jsonl"
+        )
+    options = ExportOptions(
+        style=Style(image.value, cmap, dpi, vmax, annotate.value).check(),
+        view=view,
+        spec=spec.with_layers(ALL),
+        overwrite=overwrite,
+        jobs=jobs,
+    )
+    reporter: Any = _reporter()
+    started = time.perf_counter()
+    try:
+        summary = export(sentences, outcomes, out, options, reporter, echo=write_stdout if manifest == "-" else None)
+    finally:
+        reporter.stop()
+    seconds = time.perf_counter() - started
+    skipped = f", {summary.skipped} already complete" if summary.skipped else ""
+    images = "image" if summary.written == 1 else "images"
+    sys.stderr.write(f"{summary.written} {images} written to {out}{skipped}, in {seconds:.1f} s\n")
+    if summary.failed:
+        n = len(summary.failed)
+        raise InputError(
+            f"{n} of {summary.sentences} sentence{'s' if summary.sentences != 1 else ''} failed (see above); "
+            "the others were exported",
+            hint="fix or remove those sentences and run again: complete images are skipped",
+        )

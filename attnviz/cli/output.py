@@ -1,0 +1,88 @@
+"""Printing results: the one path `show` and `render` share, so both print the same bytes.
+
+Terminal formats are rich renderables on stdout (colour only on a terminal); data
+formats are written whole to stdout; notes about the input (truncation) go to stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ..errors import UsageError
+from .options import OutputFormat, say, write_stdout
+
+if TYPE_CHECKING:
+    from ..result import AttentionResult
+    from ..spec import ViewSpec
+
+
+def check_format(fmt: OutputFormat) -> None:
+    """Refuse binary output on a terminal before any work is done."""
+    if fmt is OutputFormat.NPZ and sys.stdout.isatty():
+        raise UsageError(
+            "npz is binary and stdout is a terminal", hint="redirect it to a file: ... --format npz > a.npz"
+        )
+
+
+def check_count(fmt: OutputFormat, count: int, what: str) -> None:
+    if fmt is OutputFormat.JSON and count > 1:
+        raise UsageError(f"{count} {what} but --format json holds one", hint="use --format jsonl, csv or npz")
+
+
+def print_notes(results: Sequence[AttentionResult]) -> None:
+    """Notes about each input (e.g. truncation) as warnings on stderr: a pipe still gets clean data."""
+    for r in results:
+        for note in r.notes:
+            say("warning", f"{note}{f' ({r.text[:40]!r})' if len(results) > 1 else ''}")
+
+
+def print_results(results: Sequence[AttentionResult], spec: ViewSpec, fmt: OutputFormat, digits: int) -> None:
+    """Apply the view to each result and print it in `fmt`."""
+    from ..views import apply
+
+    print_notes(results)
+    shown = [apply(r, spec) for r in results]
+    if fmt in (OutputFormat.TABLE, OutputFormat.HEAT):
+        _refuse_signed(shown)
+        _print_terminal(shown, fmt, digits, bars=spec.query is not None)
+        return
+    from .. import saved
+
+    if fmt is OutputFormat.JSON:
+        write_stdout(saved.to_json(shown[0]) + "\n")
+    elif fmt is OutputFormat.JSONL:
+        write_stdout("".join(saved.jsonl_line(r) for r in shown))
+    elif fmt is OutputFormat.CSV:
+        write_stdout(saved.to_csv(shown))
+    else:
+        sys.stdout.buffer.write(saved.to_npz(shown))
+        sys.stdout.buffer.flush()
+
+
+def _refuse_signed(results: Sequence[AttentionResult]) -> None:
+    """The terminal's colour scale starts at 0: a signed map would be drawn wrong, so it is not drawn."""
+    from ..result import MapKind
+
+    if any(s.kind is MapKind.SIGNED for r in results for s in r.stacks):
+        raise UsageError(
+            "this result holds signed maps, which the heat tables cannot draw (their scale starts at 0)",
+            hint="print them as data: --format json, jsonl, csv or npz",
+        )
+
+
+def _print_terminal(shown: list[AttentionResult], fmt: OutputFormat, digits: int, bars: bool) -> None:
+    from rich.console import Console
+    from rich.text import Text
+
+    from ..render import bars as bar_view
+    from ..render import table
+
+    console = Console()  # colour only on a terminal (or FORCE_COLOR); NO_COLOR respected
+    for n, result in enumerate(shown):
+        if len(shown) > 1:
+            if n:
+                console.print()
+            console.print(Text(f"» {result.text}", style="bold reverse", no_wrap=True, overflow="ellipsis"))
+        console.print(bar_view.render(result, digits) if bars else table.render(result, digits, fmt.value))

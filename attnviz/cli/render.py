@@ -1,0 +1,125 @@
+"""`attnviz render FILE`: draw a saved result again, with any view, in any format — no model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import UsageError
+from ..spec import Agg, Annotate, ExportView, ImageFormat
+from .images import export_images
+from .options import (
+    AggOpt,
+    AnnotateOpt,
+    Cmap,
+    Digits,
+    Dpi,
+    FormatOrNone,
+    Head,
+    HideSpecial,
+    ImageOrNone,
+    Jobs,
+    Layer,
+    ManifestOpt,
+    OutputFormat,
+    Overwrite,
+    Query,
+    Renormalize,
+    StackOpt,
+    TokenWindowOpt,
+    ViewOpt,
+    Vmax,
+    Words,
+    view_spec,
+)
+from .output import check_count, check_format, print_results
+
+FileArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="FILE", help="A .json, .jsonl or .npz that attnviz wrote (show --format json …), or - for stdin."
+    ),
+]
+Out = Annotated[
+    Path | None,
+    typer.Option(
+        "--out", "-o", metavar="DIR", help="With --image: the folder for the images and manifest.jsonl (created)."
+    ),
+]
+
+
+def render(
+    file: FileArg,
+    layer: Layer = None,
+    head: Head = "all",
+    stack: StackOpt = None,
+    agg: AggOpt = Agg.NONE,
+    hide_special: HideSpecial = False,
+    renormalize: Renormalize = False,
+    words: Words = False,
+    tokens: TokenWindowOpt = None,
+    query: Query = None,
+    fmt: FormatOrNone = None,
+    digits: Digits = 2,
+    image: ImageOrNone = None,
+    out: Out = None,
+    view: ViewOpt = ExportView.HEAD,
+    cmap: Cmap = "viridis",
+    dpi: Dpi = 100,
+    vmax: Vmax = 1.0,
+    annotate: AnnotateOpt = Annotate.AUTO,
+    manifest: ManifestOpt = None,
+    overwrite: Overwrite = False,
+    jobs: Jobs = 0,
+) -> None:
+    """Draw a saved result again with any view and format, without loading a model.
+
+    It prints exactly what `show` prints for the same text and flags; with --image (and
+    --out) it writes the images `export` would.
+    """
+    spec = view_spec(
+        stack=stack,
+        layer=layer,
+        head=head,
+        agg=agg,
+        words=words,
+        hide_special=hide_special,
+        renormalize=renormalize,
+        tokens=tokens,
+        query=query,
+    )
+    as_images = image is not None or out is not None
+    if as_images and fmt is not None:
+        raise UsageError("--format prints to stdout and --image/--out write files: choose one")
+    if as_images and query is not None:
+        raise UsageError("--query draws bars in the terminal, not images", hint="drop --query, or drop --image/--out")
+    fmt = fmt or OutputFormat.TABLE
+    if not as_images:
+        check_format(fmt)
+    from ..saved import load
+
+    results = load(file)
+    if as_images:
+        from ..export.run import from_results
+
+        sentences, outcomes = from_results(results)
+        export_images(
+            sentences,
+            outcomes,
+            out or Path("attnviz-images"),
+            spec,
+            view=view,
+            image=image or ImageFormat.PNG,
+            cmap=cmap,
+            dpi=dpi,
+            vmax=vmax,
+            annotate=annotate,
+            manifest=manifest,
+            overwrite=overwrite,
+            jobs=jobs,
+        )
+        return
+    check_count(fmt, len(results), f"results in {file}")
+    print_results(results, spec, fmt, digits)

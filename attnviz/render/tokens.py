@@ -1,0 +1,43 @@
+"""`attnviz tokens` and `attnviz info` as tables: what the model sees, and what it is."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from ..backends.types import ModelInfo
+from ..result import Tokens
+
+
+def tokens_table(name: str, tokens: Tokens) -> Table:
+    """One row per token: index, text, special flag, word index, segment."""
+    table = Table(title=f"{name} · {len(tokens)} tokens", title_justify="left")
+    for column in ("#", "token", "special", "word", "segment"):
+        table.add_column(column, justify="right" if column in ("#", "word", "segment") else "left")
+    for i, tok in enumerate(tokens.texts):
+        word = tokens.word_ids[i] if tokens.word_ids else None
+        segment = tokens.segments[i] if tokens.segments else 0
+        special = "yes" if tokens.is_special(i) else ""
+        table.add_row(str(i), tok, special, "" if word is None else str(word), str(segment))
+    return table
+
+
+def info_table(meta: ModelInfo) -> Table:
+    """Family, stacks, layers, heads, width, vocabulary, maximum length, path and extras."""
+    table = Table(show_header=False, title=meta.name, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("family", meta.family),
+        ("backend", meta.backend),
+        ("stacks", ", ".join(meta.stacks)),
+        ("layers", ", ".join(f"{k} {v}" for k, v in meta.layers.items())),
+        ("heads", str(meta.heads)),
+        ("d_model", str(meta.d_model)),
+        ("vocabulary", str(meta.vocab_size)),
+        ("max positions", str(meta.max_positions) if meta.max_positions else "unbounded"),
+        ("path", meta.path),
+    ]
+    rows += [(k, str(v)) for k, v in meta.extra.items()]
+    for key, value in rows:
+        table.add_row(key, value)
+    return table

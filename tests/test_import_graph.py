@@ -1,0 +1,128 @@
+"""The package's imports form no cycle and point one way (cli → export → render → views → result).
+
+Every import counts: at module level, inside functions, and under TYPE_CHECKING. The
+graph is read from the source with `ast`, so nothing runs.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "attnviz"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The package modules `name` imports, anywhere in its source."""
+    is_package = path.name == "__init__.py"
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".") if is_package else name.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:  # `from . import views` imports the module attnviz.views
+                sub = f"{target}.{alias.name}"
+                found.add(sub if sub in known else target)
+    return {m for m in found if m in known and m != name}
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    return {name: imports(name, path, set(mods)) for name, path in mods.items()}
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(edges[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_graph_is_read_correctly():
+    edges = graph()
+    assert "attnviz.views" in edges["attnviz.cli.output"]  # an import inside a function
+    assert "attnviz.backends.native_bert" in edges["attnviz.backends.registry"]
+    assert "attnviz.views" in edges["attnviz"]  # the lazy public API
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_import_cycle_anywhere_in_the_package():
+    assert cycles(graph()) == []
+
+
+def test_arrows_point_down():
+    edges = graph()
+    layers = {  # a module may import only from its own layer or those below
+        "attnviz.cli": 5,
+        "attnviz.export": 4,
+        "attnviz.render": 3,
+        "attnviz.api": 3,
+        "attnviz.explain": 3,
+        "attnviz.backends": 2,
+        "attnviz.inputs": 2,
+        "attnviz.views": 2,
+        "attnviz.saved": 2,
+        "attnviz.scratch": 1,
+        "attnviz.result": 1,
+        "attnviz.spec": 0,
+        "attnviz.errors": 0,
+    }
+
+    def layer(module: str) -> int | None:
+        for prefix, rank in sorted(layers.items(), key=lambda kv: -len(kv[0])):
+            if module == prefix or module.startswith(prefix + "."):
+                return rank
+        return None
+
+    upward = [
+        (a, b)
+        for a, targets in edges.items()
+        for b in targets
+        if layer(a) is not None and layer(b) is not None and layer(b) > layer(a)  # type: ignore[operator]
+    ]
+    assert upward == []
+    backends = [m for m in edges if m.startswith("attnviz.backends.") and m != "attnviz.backends.registry"]
+    assert all("attnviz.backends.registry" not in edges[m] for m in backends)  # the registry is not imported back
