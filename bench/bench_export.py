@@ -54,7 +54,9 @@ def naive(results, folder: Path, style: Style) -> int:
         stack = result.stacks[0]
         q = [printable_label(t) for t in stack.query.texts]
         k = [printable_label(t) for t in stack.key.texts]
-        sheet = Sheet(Layout(1, 1, stack.query.texts, stack.key.texts), style)  # for the size only
+        titles = [f"{result.model} · {stack.name} · layer {i} · head {j}" for i in range(6) for j in range(12)]
+        layout = Layout(1, 1, stack.query.texts, stack.key.texts, widest_title=max(titles, key=len))
+        sheet = Sheet(layout, style)  # for the size only
         width, height = sheet.size
         annotate, rotate = sheet.m.annotate, sheet.m.rotate_x
         plt.close(sheet.fig)

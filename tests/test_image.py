@@ -108,3 +108,29 @@ def test_slug_never_makes_a_path():
     assert slug("/") == "s" and slug("..") == "s"
     assert slug("У меня есть мечта") == "s"
     assert slug("I have a dream that one day this nation will rise") == "i-have-a-dream-that-one"
+
+
+def test_long_titles_and_notes_stay_inside_the_image(tmp_path):
+    """The title (centred over the grid) and the caption make room for themselves: the border stays white."""
+    from harness import run
+
+    out = run(
+        "export",
+        "I have an unbelievable dream",
+        "--view",
+        "layer",
+        "--agg",
+        "rollout",
+        "--hide-special",
+        "--out",
+        str(tmp_path),
+        "--jobs",
+        "1",
+    )
+    assert out.code == 0, out.stderr
+    (png,) = tmp_path.glob("*.png")
+    pixels = np.asarray(Image.open(png).convert("L"))
+    border = np.concatenate([pixels[:, :3].ravel(), pixels[:, -3:].ravel(), pixels[:3].ravel(), pixels[-3:].ravel()])
+    assert border.min() == 255
+    # and the band just inside does hold ink: the title and caption reach close to the edges
+    assert pixels[:, :40].min() < 128 and pixels[:, -80:].min() < 128

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -164,7 +164,8 @@ def plan(result: AttentionResult, stem: str, base: dict[str, Any], view: ExportV
             weights = s.weights.reshape(s.layers * s.heads, len(q), len(k))  # (L*H, q, k), row-major panels
             title = f"{_layers_title(s)} × {_heads_title(s)}"
             items = [item(weights, title, "model", s.layer_axis, s.head_axis)]
-        tasks.append(Task(layout, style, tuple(items)))
+        widest = max((i.title for i in items), key=len, default="")
+        tasks.append(Task(replace(layout, widest_title=widest), style, tuple(items)))
     return tasks
 
 

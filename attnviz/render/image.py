@@ -79,6 +79,7 @@ class Layout:
     panel_titles: tuple[str, ...] = ()  # one per panel, row-major ("" for none)
     row_titles: tuple[str, ...] = ()  # one per row, left of the grid ("layer 3")
     caption: str = ""  # notes from the views, under the figure
+    widest_title: str = ""  # the longest title any image of this layout gets: the figure makes room for it
 
     @property
     def panels(self) -> int:
@@ -199,11 +200,17 @@ class Sheet:
         grid_h = layout.rows * panel_h + (layout.rows - 1) * vgap
         width = left + grid_w + right
         height = top + grid_h + bottom
-        # the title is the widest line of many small figures: widen both sides evenly
-        need = _text_inches(self._widest_title(), self.TITLE_SIZE)[0] + 2 * self.PAD
-        if need > width:
-            left += (need - width) / 2
-            width = need
+        # the title (centred over the grid) and the caption lines (from the left edge) must fit:
+        # widen the side that lacks room; 5% slack for hinting, which the path widths do not see
+        half_title = 1.05 * _text_inches(self._widest_title(), self.TITLE_SIZE)[0] / 2 + self.PAD
+        centre = left + grid_w / 2
+        if centre < half_title:
+            left += half_title - centre
+            width += half_title - centre
+            centre = half_title
+        width = max(width, centre + half_title)
+        caption_w = max((_text_inches(line, m.tick_size)[0] for line in layout.caption.splitlines()), default=0.0)
+        width = max(width, 1.05 * caption_w + 2 * self.PAD)
         if max(width, height) * style.dpi > MAX_PIXELS:
             raise OutputError(
                 f"the image would be {width * style.dpi:.0f}x{height * style.dpi:.0f} pixels",
@@ -296,8 +303,8 @@ class Sheet:
         self._cells: list[tuple[int, int, int, int, tuple[np.ndarray, np.ndarray]]] = []
 
     def _widest_title(self) -> str:
-        # titles name model, stack, layer and head: leave room for a typical long one
-        return "all-MiniLM-L6-v2 · encoder · layer 10 · head 10"
+        # titles name model, stack, layer and head: the plan says the longest; else room for a typical one
+        return self.layout.widest_title or "all-MiniLM-L6-v2 · encoder · layer 10 · head 10"
 
     # ------------------------------------------------------------ raster path
 
