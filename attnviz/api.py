@@ -60,6 +60,12 @@ def extract(
     trust_remote_code: bool = False,
 ) -> AttentionResult:
     """Attention of `model` on `text`: every layer and head of every stack, as float32."""
-    options = LoadOptions(device=Device(device), dtype=Dtype(dtype), trust_remote_code=trust_remote_code)
+    from .backends.types import resolve_choice
+
+    options = LoadOptions(
+        device=resolve_choice(Device, device, "device"),
+        dtype=resolve_choice(Dtype, dtype, "dtype"),
+        trust_remote_code=trust_remote_code,
+    )
     backend = cached(model, options)
     return run_batch(backend, [Inputs(text, pair=pair, target=target, source=source)], truncate=truncate)[0]

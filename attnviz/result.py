@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from .errors import SelectionError
-from .spec import Combine
+from .spec import Combine, StackName
 
-STACK_NAMES = ("encoder", "decoder", "cross")
+STACK_NAMES = tuple(s.value for s in StackName)
 # rows sum to 1 within this, by the precision the model ran in (bf16 keeps ~3 digits)
 ROW_SUM_TOLERANCE = {"float32": 1e-4, "float16": 4e-3, "bfloat16": 3e-2}
 
@@ -144,6 +144,7 @@ class Stack:
     kind: MapKind = MapKind.PROBABILITY
     model_layers: int | None = None  # how many layers/heads the model has (default: the axes' sizes)
     model_heads: int | None = None
+    token_view: bool = False  # tokens changed by a view (words merged, specials hidden, a window, one query)
     notes: tuple[str, ...] = ()  # what views did that a reader must know
 
     def __post_init__(self) -> None:
@@ -178,6 +179,8 @@ class Stack:
             raise ValueError(f"unknown stack name {self.name!r}")
         if w.dtype != np.float32 or w.ndim != 4:
             raise ValueError(f"{self.name}: weights must be float32 [L, H, q, k], got {w.dtype} {w.shape}")
+        if not w.shape[0] or not w.shape[1]:
+            raise ValueError(f"{self.name}: weights hold no layer or no head ({w.shape})")
         if w.shape[2:] != (len(self.query), len(self.key)):
             raise ValueError(
                 f"{self.name}: weights are {w.shape[2]}x{w.shape[3]} for "
@@ -252,7 +255,7 @@ class AttentionResult:
             result = cls(
                 model=str(doc["model"]),
                 text=str(doc["text"]),
-                stacks=tuple(_stack_from_json(s, schema) for s in doc["stacks"]),
+                stacks=tuple(_stack_from_json(s, schema, str(doc.get("precision"))) for s in doc["stacks"]),
                 inputs={k: str(doc[k]) for k in INPUT_NAMES if doc.get(k) is not None},
                 precision=str(doc.get("precision", "float32")),
                 notes=tuple(str(n) for n in doc.get("notes", ())),
@@ -291,6 +294,8 @@ def _origin_from_json(value: Any, schema: str) -> Origin:
         return Origin(tuple(int(i) for i in value["of"]), Combine(value["combine"]))
     if schema == SCHEMA_V1 and value in ("mean", "max", "rollout"):
         return Origin((), Combine(value))  # attnviz/1 did not record which heads or layers
+    if schema == SCHEMA_V1:
+        raise ValueError(f"attnviz/1 wrote rollouts of chosen heads as {value!r}, which cannot be read back exactly")
     raise ValueError(f"cannot read layer or head {value!r}")
 
 
@@ -327,35 +332,45 @@ def _stack_to_json(s: Stack) -> dict[str, Any]:
         "key": _tokens_to_json(s.key),
         "attention": s.weights.tolist(),  # float32 → the shortest float64 repr, which reads back exactly
     }
+    if s.token_view:
+        doc["token_view"] = True
     if s.notes:
         doc["notes"] = list(s.notes)
     return doc
 
 
-def _stack_from_json(doc: dict[str, Any], schema: str) -> Stack:
+def _stack_from_json(doc: dict[str, Any], schema: str, precision: str) -> Stack:
     if schema == SCHEMA_V1:
         query, key = Tokens(tuple(doc["query_tokens"])), Tokens(tuple(doc["key_tokens"]))
     else:
         query, key = _tokens_from_json(doc["query"]), _tokens_from_json(doc["key"])
-    weights = np.asarray(doc["attention"], dtype=np.float32)
+    with np.errstate(over="ignore"):  # numbers past float32 become inf, which validation names
+        weights = np.asarray(doc["attention"], dtype=np.float32)
     if weights.ndim != 4:  # an empty axis flattens the nested lists: rebuild the shape
         weights = weights.reshape(len(doc["layers"]), len(doc["heads"]), len(query), len(key))
     if schema == SCHEMA_V1:  # no kind recorded: read it off the numbers
         sums = weights.sum(axis=-1, dtype=np.float64)
-        kind = MapKind.PROBABILITY if np.allclose(sums, 1.0, atol=1e-4) else MapKind.WEIGHTS
+        tolerance = ROW_SUM_TOLERANCE.get(precision, 1e-4)
+        kind = MapKind.PROBABILITY if np.allclose(sums, 1.0, atol=tolerance) else MapKind.WEIGHTS
     else:
         kind = MapKind(doc["kind"])
+    layer_axis = tuple(_origin_from_json(o, schema) for o in doc["layers"])
+    head_axis = tuple(_origin_from_json(o, schema) for o in doc["heads"])
     model_layers, model_heads = doc.get("model_layers"), doc.get("model_heads")
+    if schema == SCHEMA_V1:  # not recorded; an axis holding 0..n-1 as they are held them all
+        model_layers = len(layer_axis) if [o.single for o in layer_axis] == list(range(len(layer_axis))) else None
+        model_heads = len(head_axis) if [o.single for o in head_axis] == list(range(len(head_axis))) else None
     return Stack(
         name=str(doc["name"]),
         query=query,
         key=key,
         weights=weights,
         causal=bool(doc.get("causal", False)),
-        layer_axis=tuple(_origin_from_json(o, schema) for o in doc["layers"]),
-        head_axis=tuple(_origin_from_json(o, schema) for o in doc["heads"]),
+        layer_axis=layer_axis,
+        head_axis=head_axis,
         kind=kind,
         model_layers=None if model_layers is None else int(model_layers),
         model_heads=None if model_heads is None else int(model_heads),
+        token_view=bool(doc.get("token_view", False)),
         notes=tuple(str(n) for n in doc.get("notes", ())),
     )

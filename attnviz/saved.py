@@ -171,7 +171,7 @@ def _load_npz(raw: IO[bytes], name: str) -> list[AttentionResult]:
             return results
     except SavedFileError:
         raise
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile, EOFError) as exc:
         raise SavedFileError(f"{name} is not a readable attnviz .npz: {exc}") from None
 
 

@@ -12,6 +12,7 @@ that says what the result holds. Negative numbers count from the model's end.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -86,16 +87,17 @@ class Indices:
             return value
         if isinstance(value, bool):
             raise UsageError(f"cannot read {what} {value!r}", hint=_valid(what))
-        if isinstance(value, int):
-            return cls((value,), text=str(value))
+        if isinstance(value, numbers.Integral):  # int, numpy integers
+            return cls((int(value),), text=str(int(value)))
         if isinstance(value, range):
             if value.step != 1:
                 raise UsageError(f"cannot read {what} {value!r}: only ranges with step 1", hint=_valid(what))
             return cls(((value.start, value.stop),), text=f"{value.start}:{value.stop}")
         if not isinstance(value, str):
-            picked = tuple(value)
-            if not picked or not all(isinstance(i, int) and not isinstance(i, bool) for i in picked):
+            picked = tuple(value)  # type: ignore[arg-type]
+            if not picked or any(isinstance(i, bool) or not isinstance(i, numbers.Integral) for i in picked):
                 raise UsageError(f"cannot read {what} {value!r}", hint=_valid(what))
+            picked = tuple(int(i) for i in picked)
             return cls(picked, text=",".join(str(i) for i in picked))
         text = value.strip().lower()
         if text == "all":
@@ -118,6 +120,10 @@ class Indices:
             except ValueError:
                 raise UsageError(f"cannot read {what} {part!r}", hint=_valid(what)) from None
         return cls(tuple(parts), text=text)
+
+
+def _choices(kind: type[Enum]) -> str:
+    return ", ".join(str(member.value) for member in kind)
 
 
 ALL = Indices()
@@ -211,9 +217,12 @@ class ViewSpec:
         """
         try:
             agg = Agg(agg)
+        except ValueError:
+            raise UsageError(f"unknown aggregation {agg!r}", hint=f"choose one of: {_choices(Agg)}") from None
+        try:
             picked_stack = None if stack is None or stack == "all" else StackName(stack)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        except ValueError:
+            raise UsageError(f"unknown stack {stack!r}", hint=f"choose one of: {_choices(StackName)}") from None
         heads, combine = parse_head(head)
         if agg in (Agg.MEAN, Agg.MAX):
             if combine is not None and combine.value != agg.value:

@@ -40,12 +40,12 @@ def _with_note(stack: Stack, note: str) -> tuple[str, ...]:
 # ---------------------------------------------------------------- layers and heads
 
 
-def _holds(axis: Sequence[Origin], total: int | None, label: Callable[[Origin, int | None], str]) -> str:
+def _holds(axis: Sequence[Origin], total: int | None, what: str) -> str:
     """'layer 5', 'layers 0–5', 'rollout of all 6 layers': what an axis holds, for messages."""
+    label = layer_label if what == "layer" else head_label
     singles = [o.single for o in axis if o.single is not None]
     if len(singles) == len(axis) and len(singles) > 1:
-        noun = label(axis[0], total).split()[0]
-        return f"{noun}s {span(singles)}"
+        return f"{what}s {span(singles)}"
     return ", ".join(label(o, total) for o in axis)
 
 
@@ -61,28 +61,28 @@ def positions(indices: Indices, axis: Sequence[Origin], total: int | None, what:
         return list(range(n))
     if indices.last:
         return [n - 1]
-    count = total if total is not None else n
+    held = {o.single: i for i, o in enumerate(axis) if o.single is not None}
+    # the model's count; a file that does not record it (attnviz/1) is checked by what it holds
+    count = total if total is not None else max(held, default=-1) + 1
     wanted: list[int] = []
     for part in indices.parts:
         if isinstance(part, int):
-            if not -count <= part < count:
+            if total is not None and not -count <= part < count:
                 raise SelectionError(f"{what} {part} does not exist: this model has {count} {what}s (0..{count - 1})")
             wanted.append(part % count)
             continue
         start, stop = part
-        if any(b is not None and not -count <= b <= count for b in part):
+        if total is not None and any(b is not None and not -count <= b <= count for b in part):
             shown = f"{'' if start is None else start}:{'' if stop is None else stop}"
             raise SelectionError(f"{what} range {shown} is outside 0..{count}: this model has {count} {what}s")
         picked = range(count)[slice(start, stop)]
         if not picked:
             raise SelectionError(f"{what} range {indices.text} picks no {what}")
         wanted.extend(picked)
-    held = {o.single: i for i, o in enumerate(axis) if o.single is not None}
-    label = layer_label if what == "layer" else head_label
     for m in wanted:
         if m not in held:
             raise SelectionError(
-                f"{what} {m} is not in this result: it holds {_holds(axis, total, label)}",
+                f"{what} {m} is not in this result: it holds {_holds(axis, total, what)}",
                 fix=Fix.SAVE_ALL_LAYERS,
             )
     return sorted({held[m] for m in wanted})
@@ -148,10 +148,17 @@ def rollout_stack(stack: Stack, heads: Indices = ALL, combine: Combine | None = 
     if L is None or tuple(o.single for o in stack.layer_axis) != tuple(range(L)):
         raise SelectionError(
             f"rollout multiplies every layer of the model, and this result holds "
-            f"{_holds(stack.layer_axis, L, layer_label)}",
+            f"{_holds(stack.layer_axis, L, 'layer')}",
             fix=Fix.SAVE_ALL_LAYERS,
         )
-    if stack.kind is not MapKind.PROBABILITY:
+    if stack.token_view:
+        raise SelectionError(
+            "rollout needs the model's own token maps, and these tokens were already changed "
+            "(merged words, hidden special tokens, a token window or one query)",
+            fix=Fix.SAVE_ALL_LAYERS,
+        )
+    max_of_heads = all(o.combine is Combine.MAX for o in stack.head_axis)  # rows are renormalised below anyway
+    if stack.kind is not MapKind.PROBABILITY and not (stack.kind is MapKind.WEIGHTS and max_of_heads):
         raise SelectionError(f"rollout needs attention probabilities, and these maps are {stack.kind.value}")
     hi = positions(heads, stack.head_axis, stack.model_heads, "head")
     if len(hi) == 1 and combine is None:
@@ -219,6 +226,8 @@ def hide_special_stack(stack: Stack, renormalize: bool = False) -> Stack:
     k_keep = [i for i in range(len(stack.key)) if not stack.key.is_special(i)]
     if not q_keep or not k_keep:
         raise SelectionError("every token is special: nothing would be left to show", fix=Fix.KEEP_SPECIALS)
+    if len(q_keep) == len(stack.query) and len(k_keep) == len(stack.key):
+        return stack  # no special tokens here (GPT-2, the scratch model): nothing to hide, nothing to say
     w = stack.weights[:, :, q_keep][:, :, :, k_keep]
     kind = stack.kind
     if renormalize:
@@ -236,6 +245,7 @@ def hide_special_stack(stack: Stack, renormalize: bool = False) -> Stack:
         key=stack.key.take(k_keep),
         weights=np.ascontiguousarray(w, dtype=np.float32),
         kind=kind,
+        token_view=True,
         notes=_with_note(stack, note),
     )
 
@@ -247,14 +257,16 @@ def hide_special(x: R, renormalize: bool = False) -> R:
 def word_groups(tokens: Tokens) -> list[list[int]]:
     """Runs of consecutive pieces that share a word id; specials and id-less tokens stand alone."""
     groups: list[list[int]] = []
-    previous: int | None = None
+    previous: tuple[int, int] | None = None
     for i in range(len(tokens)):
         word = tokens.word_ids[i] if tokens.word_ids else None
-        if word is not None and word == previous and groups:
+        # word ids restart in sentence B: a word is its (segment, id)
+        key = None if word is None else (tokens.segments[i] if tokens.segments else 0, word)
+        if key is not None and key == previous and groups:
             groups[-1].append(i)
         else:
             groups.append([i])
-        previous = word
+        previous = key
     return groups
 
 
@@ -284,6 +296,7 @@ def merge_words_stack(stack: Stack) -> Stack:
         query=_merged_tokens(stack.query, q_groups),
         key=_merged_tokens(stack.key, k_groups),
         weights=np.ascontiguousarray(w, dtype=np.float32),
+        token_view=True,
         notes=_with_note(stack, "word pieces merged into words: keys summed, queries averaged"),
     )
 
@@ -299,9 +312,12 @@ def token_window_stack(stack: Stack, window: TokenWindow) -> Stack:
         raise SelectionError(f"token window {window} starts past the end: there are {n} tokens (0..{n - 1})")
     k_keep = list(range(window.start, min(window.stop if window.stop is not None else n, n)))
     q_keep = k_keep if stack.name != "cross" else list(range(len(stack.query)))
-    w = np.ascontiguousarray(stack.weights[:, :, q_keep][:, :, :, k_keep])
+    rows = stack.weights[:, :, q_keep]  # (L, H, q', k)
+    w = np.ascontiguousarray(rows[:, :, :, k_keep])
     kind, note = stack.kind, f"tokens {k_keep[0]}:{k_keep[-1] + 1} only"
-    if kind is MapKind.PROBABILITY and w.size and not np.allclose(w.sum(axis=-1, dtype=np.float64), 1.0, atol=1e-4):
+    # rows lose what the cut keys held (causal rows before the window's end lose nothing)
+    lost = rows.sum(axis=-1, dtype=np.float64) - w.sum(axis=-1, dtype=np.float64)
+    if kind is MapKind.PROBABILITY and lost.size and float(lost.max()) > 1e-6:
         kind, note = MapKind.WEIGHTS, note + ": rows no longer sum to 1"
     return replace(
         stack,
@@ -309,6 +325,7 @@ def token_window_stack(stack: Stack, window: TokenWindow) -> Stack:
         key=stack.key.take(k_keep),
         weights=w,
         kind=kind,
+        token_view=True,
         notes=_with_note(stack, note),
     )
 
@@ -339,7 +356,8 @@ def query_index(tokens: Tokens, spec: str) -> int:
 def query_row_stack(stack: Stack, token: str) -> Stack:
     """One query token's row (by index as shown, or by text): weights [L, H, 1, k]."""
     i = query_index(stack.query, token)
-    return replace(stack, query=stack.query.take([i]), weights=np.ascontiguousarray(stack.weights[:, :, i : i + 1]))
+    rows = np.ascontiguousarray(stack.weights[:, :, i : i + 1])  # (L, H, 1, k)
+    return replace(stack, query=stack.query.take([i]), weights=rows, token_view=True)
 
 
 def query_row(x: R, token: str | int) -> R:
@@ -363,22 +381,30 @@ def apply(result: AttentionResult, spec: ViewSpec) -> AttentionResult:
         rollout_stacks(result, stack) if spec.rollout else result.stacks if stack is None else (result.stack(stack),)
     )
     for s in picked:
-        if spec.rollout:
-            s = rollout_stack(s, spec.heads, spec.combine)
-            if spec.layers is not None and not spec.layers.is_all:
-                s = replace(
-                    s,
-                    notes=_with_note(s, f"rollout uses every layer; the layer choice ({spec.layers.text}) is ignored"),
-                )
-        else:
-            s = select_stack(s, spec.layers or LAST, spec.heads, spec.combine)
-        if spec.words:
-            s = merge_words_stack(s)
-        if spec.hide_special:
-            s = hide_special_stack(s, spec.renormalize)
-        if spec.tokens is not None:
-            s = token_window_stack(s, spec.tokens)
-        if spec.query is not None:
-            s = query_row_stack(s, spec.query)
-        stacks.append(s)
+        try:
+            stacks.append(_apply_stack(s, spec))
+        except SelectionError as exc:
+            if len(result.stacks) == 1:
+                raise
+            raise SelectionError(f"{s.name}: {exc.message}", exc.hint, fix=exc.fix, **exc.details) from None
     return replace(result, stacks=tuple(stacks))
+
+
+def _apply_stack(s: Stack, spec: ViewSpec) -> Stack:
+    """One stack through the spec's steps, in apply()'s order."""
+    if spec.rollout:
+        s = rollout_stack(s, spec.heads, spec.combine)
+        if spec.layers is not None and not spec.layers.is_all:
+            ignored = f"rollout uses every layer; the layer choice ({spec.layers.text}) is ignored"
+            s = replace(s, notes=_with_note(s, ignored))
+    else:
+        s = select_stack(s, spec.layers or LAST, spec.heads, spec.combine)
+    if spec.words:
+        s = merge_words_stack(s)
+    if spec.hide_special:
+        s = hide_special_stack(s, spec.renormalize)
+    if spec.tokens is not None:
+        s = token_window_stack(s, spec.tokens)
+    if spec.query is not None:
+        s = query_row_stack(s, spec.query)
+    return s

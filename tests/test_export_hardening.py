@@ -15,9 +15,18 @@ from harness import Run, run
 from PIL import Image
 
 from attnviz.export.files import MANIFEST, TMP_PREFIX, prepare_folder, stem
+from attnviz.export.plan import content_key
 
 SENTENCES = "I have a dream\nthe quick brown fox jumps over the lazy dog\nso do I\n"
 EXPORT = ["export", "--input", "-", "--device", "cpu", "--layer", "5"]
+
+
+def stem_of(index: int, text: str) -> str:
+    """The name stem export gives this sentence's maps (EXPORT's view: layer 5 as it is)."""
+    from attnviz import extract, views
+
+    shown = views.select(extract(text, device="cpu"), layer=5)
+    return stem(index, text, view=content_key(shown))
 
 
 def export(out: Path, *args: str) -> Run:
@@ -67,7 +76,7 @@ def image_sizes(tmp_path_factory) -> dict[str, int]:
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_disk_full_leaves_no_partial_file_and_a_rerun_finishes(tmp_path, jobs, image_sizes):
-    first, second = (stem(i, text) for i, text in enumerate(SENTENCES.splitlines()[:2]))
+    first, second = (stem_of(i, text) for i, text in enumerate(SENTENCES.splitlines()[:2]))
     fits = max(size for name, size in image_sizes.items() if name.startswith(first))
     # the second sentence has more tokens, so bigger images: a limit the first sentence's images fit under
     assert fits < min(size for name, size in image_sizes.items() if name.startswith(second))
@@ -112,7 +121,7 @@ def test_unwritable_output_folder(tmp_path):
 def test_a_task_failing_part_way_still_lists_the_images_it_wrote(tmp_path, jobs):
     """A folder squats on the 6th head's image name: the rename onto it fails (a real EISDIR)
     after heads 0-4 of that task are complete; the manifest must list exactly the images on disk."""
-    first = stem(0, SENTENCES.splitlines()[0])
+    first = stem_of(0, SENTENCES.splitlines()[0])
     out = tmp_path / "figs"
     out.mkdir()
     (out / f"{first}-encoder-L05-H05.png").mkdir()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from attnviz.export.files import MANIFEST, TMP_PREFIX, Manifest, prepare_folder, slug, stem, write_atomic
-from attnviz.export.plan import grid_columns, plan, record, view_key
+from attnviz.export.plan import content_key, grid_columns, plan, record
 from attnviz.render.image import Style
 from attnviz.result import AttentionResult, Origin, Stack, Tokens
 from attnviz.spec import Combine, ExportView, ViewSpec
@@ -141,11 +141,11 @@ def test_stale_temporary_files_go_and_live_ones_stay(tmp_path):
 
 
 def test_a_view_that_changes_the_numbers_changes_the_names():
-    plain = stem(0, "I have a dream")
-    assert stem(0, "I have a dream", view=view_key(ViewSpec.build(layer="all"))) == plain  # maps as they are
-    assert view_key(ViewSpec.build(layer="2", head="0:3")) == ""  # choosing maps does not change them
+    raw = model_result()
+    plain = content_key(apply(raw, ViewSpec.build(layer="all")))
+    assert content_key(apply(raw, ViewSpec.build(layer="2", head="0:3"))) == plain  # choosing maps changes no map
     keys = {
-        view_key(ViewSpec.build(**kwargs))  # type: ignore[arg-type]
+        content_key(apply(raw, ViewSpec.build(**kwargs)))  # type: ignore[arg-type]
         for kwargs in (
             {},
             {"agg": "mean"},
@@ -153,9 +153,10 @@ def test_a_view_that_changes_the_numbers_changes_the_names():
             {"agg": "mean", "head": "0:2"},
             {"agg": "rollout"},
             {"words": True},
-            {"hide_special": True},
-            {"hide_special": True, "renormalize": True},
             {"tokens": "0:3"},
         )
     }
-    assert len(keys) == 9
+    assert len(keys) == 7
+    other_model = AttentionResult("other", raw.text, raw.stacks)
+    assert content_key(other_model) != content_key(raw)
+    assert stem(0, "x", view=plain) != stem(0, "x", view=content_key(other_model))

@@ -143,3 +143,16 @@ def test_signed_maps_print_as_data_and_are_not_drawn(tmp_path, saved_json):
     assert table.code == 2 and "signed maps" in table.stderr and table.stdout == ""
     images = run("render", str(signed), "--image", "png", "--out", str(tmp_path / "img"), "--jobs", "1")
     assert images.code == 1 and "are signed" in images.stderr
+
+
+def test_render_names_the_result_that_failed_and_keeps_image_hints(tmp_path):
+    two = run("show", "-", "--format", "jsonl", stdin="I have a dream\n\nyes\n")
+    (tmp_path / "two.jsonl").write_bytes(two.stdout_bytes)
+    out = run("render", str(tmp_path / "two.jsonl"), "--query", "dream")
+    assert out.code == 1 and out.stderr.startswith("error: line 3: no query token 'dream'")
+    images = run(
+        "render", str(tmp_path / "two.jsonl"), "--image", "png", "--agg", "rollout", "--out", str(tmp_path / "i")
+    )
+    assert images.code == 1 and "hint: save every layer and head" in images.stderr
+    assert not list((tmp_path / "i").glob("*.png")) if (tmp_path / "i").exists() else True
+    assert run("render", str(tmp_path / "two.jsonl"), "--view", "layer").code == 2  # --view lays out images only

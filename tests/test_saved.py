@@ -200,3 +200,67 @@ def test_a_file_with_tampered_numbers_is_refused(tmp_path, two):
     path.write_text(json.dumps(doc))
     with pytest.raises(SavedFileError, match="rows sum to 1 only within"):
         load(path)
+
+
+def test_attnviz_1_files_keep_the_models_numbers(tmp_path, two):
+    s = two[0].stacks[0]
+    base = v1_json(two[0])
+    full = {
+        **base,
+        "stacks": [
+            {
+                **base["stacks"][0],
+                "layers": list(range(6)),
+                "heads": list(range(12)),
+                "attention": s.weights.tolist(),
+                "notes": [],
+            }
+        ],
+    }
+    (back,) = [AttentionResult.from_json(full)]
+    assert (back.stacks[0].model_layers, back.stacks[0].model_heads) == (6, 12)
+    np.testing.assert_allclose(views_rollout(back).stacks[0].weights.sum(-1), 1.0, atol=1e-5)  # rollout works
+    one = {
+        **base,
+        "stacks": [
+            {
+                **base["stacks"][0],
+                "layers": [5],
+                "heads": list(range(12)),
+                "attention": s.weights[5:].tolist(),
+                "notes": [],
+            }
+        ],
+    }
+    picked = apply(AttentionResult.from_json(one), ViewSpec.build(layer="5", head="3"))
+    assert picked.stacks[0].weights[0, 0].tobytes() == s.weights[5, 3].tobytes()
+    rolled_head = {**base, "stacks": [{**base["stacks"][0], "heads": ["head 3"]}]}
+    with pytest.raises(ValueError, match="cannot be read back exactly"):
+        AttentionResult.from_json(rolled_head)
+
+
+def views_rollout(result: AttentionResult) -> AttentionResult:
+    from attnviz import views
+
+    return views.rollout(result)
+
+
+def test_empty_axes_are_refused():
+    doc = {
+        "schema": "attnviz/2",
+        "model": "m",
+        "text": "t",
+        "stacks": [
+            {
+                "name": "encoder",
+                "kind": "probability",
+                "layers": [],
+                "heads": [],
+                "query": {"tokens": ["a"]},
+                "key": {"tokens": ["a"]},
+                "attention": [],
+            }
+        ],
+    }
+    with pytest.raises(ValueError, match="no layer or no head"):
+        AttentionResult.from_json(doc)

@@ -203,3 +203,39 @@ def test_results_without_token_metadata_refuse_views_that_need_it():
     for step in (views.hide_special, views.merge_words):
         with pytest.raises(SelectionError, match="does not record"):
             step(s)
+
+
+def test_rollout_refuses_maps_whose_tokens_a_view_changed():
+    for changed in (views.merge_words(BERTISH), views.hide_special(BERTISH, renormalize=True)):
+        with pytest.raises(SelectionError, match="tokens were already changed"):
+            views.rollout(changed)
+    max_heads = views.select(BERTISH, layer="all", head="max")  # weights only because of the max: rollout works
+    np.testing.assert_allclose(views.rollout(max_heads).stacks[0].weights.sum(-1), 1.0, atol=1e-5)
+
+
+def test_words_never_merge_across_the_pair_boundary():
+    pair = Tokens(
+        texts=("[CLS]", "dream", "##ing", "[SEP]", "dream", "##ing", "[SEP]"),
+        special=(True, False, False, True, False, False, True),
+        word_ids=(None, 0, 0, None, 0, 0, None),
+        segments=(0, 0, 0, 0, 1, 1, 1),
+    )
+    hidden = views.hide_special(Stack("encoder", pair, pair, distributions((1, 1, 7, 7))))
+    assert views.merge_words(hidden).query.texts == ("dreaming", "dreaming")
+
+
+def test_hiding_specials_where_there_are_none_changes_nothing_and_says_nothing():
+    s = SEQ2SEQ.stack("encoder")
+    plain = Stack(
+        s.name, Tokens(s.query.texts, special=(False,) * 4), Tokens(s.key.texts, special=(False,) * 4), s.weights
+    )
+    assert views.hide_special(plain) is plain
+
+
+def test_numpy_integers_select_too():
+    assert views.select(SEQ2SEQ.stack("encoder"), layer=np.int64(1), head=np.arange(2)).layer_axis == (Origin((1,)),)
+
+
+def test_errors_name_the_stack_when_there_are_several():
+    with pytest.raises(SelectionError, match=r"^encoder: token window 4:9 starts past the end"):
+        views.apply(SEQ2SEQ, ViewSpec.build(tokens="4:9"))

@@ -147,12 +147,15 @@ def load_weights(path: str | Path, heads: int) -> ScratchModel:
     if not indices or "layers.0.query.weight" not in state:
         raise ModelError(
             f"{path} has no scratch-model weights (expected keys like layers.0.query.weight)",
-            hint="see README, 'The scratch model's weights file'",
+            hint="see the README, 'The scratch model', on its weights file",
         )
     d_model = int(state["layers.0.query.weight"].shape[0])
     heads = int(meta.get("heads", heads))
     if d_model % heads:
-        raise ModelError(f"{path}: d_model {d_model} is not divisible by {heads} heads", fix=Fix.SCRATCH_SIZES)
+        raise ModelError(
+            f"{path}: d_model {d_model} is not divisible by {heads} heads",
+            hint="set the head count in the file's metadata key 'heads'",
+        )
     model = ScratchModel(d_model, heads, max(indices) + 1)
     try:
         model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)

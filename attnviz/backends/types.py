@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..errors import DeviceError, Fix, InputError
 
@@ -95,16 +95,23 @@ class LoadOptions:
     weights: str | None = None
 
 
+E = TypeVar("E", Device, Dtype)
+
+
+def resolve_choice(kind: type[E], value: E | str, what: str) -> E:
+    """A Device or Dtype from its name; DeviceError naming the choices otherwise."""
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(m.value for m in kind)
+        raise DeviceError(f"unknown {what} {value!r}", hint=f"choose one of: {choices}") from None
+
+
 def resolve_device(device: Device | str) -> torch.device:
     """auto → cuda if present, else mps if present, else cpu; refuse what is absent."""
     import torch
 
-    try:
-        device = Device(device)
-    except ValueError:
-        raise DeviceError(
-            f"unknown device {device!r}", hint=f"choose one of: {', '.join(d.value for d in Device)}"
-        ) from None
+    device = resolve_choice(Device, device, "device")
     has_mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
     if device is Device.AUTO:
         return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
@@ -118,12 +125,7 @@ def resolve_device(device: Device | str) -> torch.device:
 def resolve_dtype(dtype: Dtype | str) -> torch.dtype:
     import torch
 
-    try:
-        dtype = Dtype(dtype)
-    except ValueError:
-        raise DeviceError(
-            f"unknown dtype {dtype!r}", hint=f"choose one of: {', '.join(d.value for d in Dtype)}"
-        ) from None
+    dtype = resolve_choice(Dtype, dtype, "dtype")
     return {Dtype.FLOAT32: torch.float32, Dtype.FLOAT16: torch.float16, Dtype.BFLOAT16: torch.bfloat16}[dtype]
 
 

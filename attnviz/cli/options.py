@@ -220,6 +220,16 @@ ViewOpt = Annotated[
         rich_help_panel=IMAGE_PANEL,
     ),
 ]
+ViewOrNone = Annotated[
+    ExportView | None,
+    typer.Option(
+        "--view",
+        help="With --image: head (one image per map), layer (a grid of the heads), model (layers × heads). "
+        "Default: head.",
+        show_default=False,
+        rich_help_panel=IMAGE_PANEL,
+    ),
+]
 ImageOpt = Annotated[ImageFormat, typer.Option("--image", help="The image format.", rich_help_panel=IMAGE_PANEL)]
 ImageOrNone = Annotated[
     ImageFormat | None,

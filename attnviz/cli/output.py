@@ -18,6 +18,20 @@ if TYPE_CHECKING:
     from ..spec import ViewSpec
 
 
+def viewed(result: AttentionResult, spec: ViewSpec, name_it: bool) -> AttentionResult:
+    """The view of one result; with several, an error says which one failed."""
+    from ..errors import AttnvizError
+    from ..views import apply
+
+    try:
+        return apply(result, spec)
+    except AttnvizError as exc:
+        if not name_it:
+            raise
+        where = f"line {result.line}" if result.line is not None else f"result {result.index + 1}"
+        raise type(exc)(f"{where}: {exc.message}", exc.hint, fix=exc.fix, **exc.details) from None
+
+
 def check_format(fmt: OutputFormat) -> None:
     """Refuse binary output on a terminal before any work is done."""
     if fmt is OutputFormat.NPZ and sys.stdout.isatty():
@@ -40,10 +54,8 @@ def print_notes(results: Sequence[AttentionResult]) -> None:
 
 def print_results(results: Sequence[AttentionResult], spec: ViewSpec, fmt: OutputFormat, digits: int) -> None:
     """Apply the view to each result and print it in `fmt`."""
-    from ..views import apply
-
     print_notes(results)
-    shown = [apply(r, spec) for r in results]
+    shown = [viewed(r, spec, len(results) > 1) for r in results]
     if fmt in (OutputFormat.TABLE, OutputFormat.HEAT):
         _refuse_signed(shown)
         _print_terminal(shown, fmt, digits, bars=spec.query is not None)

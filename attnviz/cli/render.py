@@ -29,12 +29,12 @@ from .options import (
     Renormalize,
     StackOpt,
     TokenWindowOpt,
-    ViewOpt,
+    ViewOrNone,
     Vmax,
     Words,
     view_spec,
 )
-from .output import check_count, check_format, print_results
+from .output import check_count, check_format, print_results, viewed
 
 FileArg = Annotated[
     str,
@@ -65,7 +65,7 @@ def render(
     digits: Digits = 2,
     image: ImageOrNone = None,
     out: Out = None,
-    view: ViewOpt = ExportView.HEAD,
+    view: ViewOrNone = None,
     cmap: Cmap = "viridis",
     dpi: Dpi = 100,
     vmax: Vmax = 1.0,
@@ -91,6 +91,8 @@ def render(
         query=query,
     )
     as_images = image is not None or out is not None
+    if view is not None and not as_images:
+        raise UsageError("--view lays out images: it goes with --image/--out", hint="add --image png, or drop --view")
     if as_images and fmt is not None:
         raise UsageError("--format prints to stdout and --image/--out write files: choose one")
     if as_images and query is not None:
@@ -103,14 +105,17 @@ def render(
     results = load(file)
     if as_images:
         from ..export.run import from_results
+        from ..spec import ALL
 
+        for r in results:  # a view this file cannot give is one error with its hint, before any image
+            viewed(r, spec.with_layers(ALL), len(results) > 1)
         sentences, outcomes = from_results(results)
         export_images(
             sentences,
             outcomes,
             out or Path("attnviz-images"),
             spec,
-            view=view,
+            view=view or ExportView.HEAD,
             image=image or ImageFormat.PNG,
             cmap=cmap,
             dpi=dpi,

@@ -38,8 +38,9 @@ def slug(text: str, length: int = 24) -> str:
 def stem(index: int, text: str, pair: str | None = None, target: str | None = None, view: str = "") -> str:
     """'0007-i-have-a-dream-1a2b3c': index, slug, and a hash so edited lines never reuse old images.
 
-    `view` names what a view did to the maps (plan.view_key): the same layer and head
-    after another view are other numbers, so they get another name.
+    `view` names the model and what views did to the maps (plan.content_key): the same
+    layer and head of another model or after another view are other numbers, so they
+    get another name.
     """
     parts = [text, pair or "", target or ""] + ([view] if view else [])
     digest = hashlib.sha1("\x1f".join(parts).encode()).hexdigest()

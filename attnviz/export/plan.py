@@ -10,6 +10,7 @@ came from, how they were combined); nothing parses a label.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -19,7 +20,7 @@ import numpy as np
 
 from ..errors import SelectionError
 from ..result import AttentionResult, MapKind, Origin, Stack, span
-from ..spec import ExportView, ViewSpec
+from ..spec import ExportView
 
 if TYPE_CHECKING:
     from ..render.image import Layout, Style
@@ -90,25 +91,18 @@ def record(stack: Stack, layers: Sequence[Origin], heads: Sequence[Origin]) -> d
     }
 
 
-def view_key(spec: ViewSpec) -> str:
-    """What a view does to the numbers of a map, as text for file names ('' for maps as they are).
+def content_key(result: AttentionResult) -> str:
+    """What makes a viewed result's maps what they are, beyond its texts, for file names.
 
-    Layer and head choices are left out: layer 5 head 3 is the same image whichever
-    others were chosen, and its name already says which it is.
+    The model, a scratch source text, and per stack what views did to the numbers:
+    its kind, whether tokens were changed, its notes, and its combined layers/heads.
+    Which single layer or head an image shows is in the name already.
     """
-    changes = {
-        "combine": spec.combine.value if spec.combine else None,
-        "rollout": spec.rollout,
-        "words": spec.words,
-        "hide_special": spec.hide_special,
-        "renormalize": spec.renormalize,
-        "tokens": None if spec.tokens is None else str(spec.tokens),
-        "query": spec.query,
-    }
-    if spec.rollout or spec.combine:  # which heads were combined changes the one map
-        changes["heads"] = spec.heads.text
-    kept = {k: v for k, v in changes.items() if v}
-    return ";".join(f"{k}={v}" for k, v in sorted(kept.items()))
+    parts: list[object] = [result.model, result.inputs.get("source")]
+    for s in result.stacks:
+        combined = [(o.combine.value, o.ids) for o in (*s.layer_axis, *s.head_axis) if o.combine is not None]
+        parts.append([s.name, s.kind.value, s.token_view, list(s.notes), combined])
+    return json.dumps(parts, ensure_ascii=False)
 
 
 def plan(result: AttentionResult, stem: str, base: dict[str, Any], view: ExportView, style: Style) -> list[Task]:

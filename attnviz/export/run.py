@@ -20,7 +20,7 @@ from ..inputs import Sentence, to_inputs
 from ..result import AttentionResult
 from ..spec import ALL, ExportView, ViewSpec
 from .files import Manifest, deferred_interrupt, prepare_folder, stem, write_atomic
-from .plan import Task, plan, view_key
+from .plan import Task, content_key, plan
 
 if TYPE_CHECKING:
     from ..render.image import Style
@@ -182,8 +182,9 @@ def _tasks(sentence: Sentence, inputs: Inputs, result: AttentionResult, options:
     base: dict[str, Any] = {"index": sentence.index, "line": sentence.line, "text": inputs.text}
     base.update({k: v for k, v in (("pair", inputs.pair), ("target", inputs.target)) if v is not None})
     base.update(model=result.model, view=options.view.value)
-    name = stem(sentence.index, inputs.text, inputs.pair, inputs.target, view_key(options.spec))
-    return plan(apply(result, options.spec), name, base, options.view, options.style)
+    shown = apply(result, options.spec)
+    name = stem(sentence.index, inputs.text, inputs.pair, inputs.target, content_key(shown))
+    return plan(shown, name, base, options.view, options.style)
 
 
 def export(
