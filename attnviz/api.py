@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .backends.registry import DEFAULT_MODEL, cached
-from .backends.types import Backend, Device, Dtype, Inputs, LoadOptions
+from .backends.types import Backend, Device, Dtype, Inputs, LoadOptions, resolve_choice
 from .errors import Fix, InputError, UsageError
 from .result import AttentionResult
 
@@ -60,8 +60,6 @@ def extract(
     trust_remote_code: bool = False,
 ) -> AttentionResult:
     """Attention of `model` on `text`: every layer and head of every stack, as float32."""
-    from .backends.types import resolve_choice
-
     options = LoadOptions(
         device=resolve_choice(Device, device, "device"),
         dtype=resolve_choice(Dtype, dtype, "dtype"),

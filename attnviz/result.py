@@ -91,6 +91,15 @@ def head_label(origin: Origin, total: int | None = None) -> str:
     return _combined(origin, "head", total)
 
 
+def axis_label(axis: Sequence[Origin], total: int | None, what: str) -> str:
+    """What a layer or head axis holds: 'layer 5', 'layers 0–5', 'rollout of all 6 layers'."""
+    singles = [o.single for o in axis if o.single is not None]
+    if len(singles) == len(axis) and len(singles) > 1:
+        return f"{what}s {span(sorted(singles))}"
+    label = layer_label if what == "layer" else head_label
+    return ", ".join(label(o, total) for o in axis)
+
+
 @dataclass(frozen=True)
 class Tokens:
     """One side of an attention matrix: token strings plus what views need to know.
@@ -171,6 +180,13 @@ class Stack:
 
     def head_label(self, hi: int) -> str:
         return head_label(self.head_axis[hi], self.model_heads)
+
+    def layers_label(self) -> str:
+        """Every layer the stack holds, in one label ('layers 0–5')."""
+        return axis_label(self.layer_axis, self.model_layers, "layer")
+
+    def heads_label(self) -> str:
+        return axis_label(self.head_axis, self.model_heads, "head")
 
     def validate(self, precision: str = "float32") -> None:
         """Raise ValueError unless shapes, provenance and values agree with the stack's kind."""

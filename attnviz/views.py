@@ -19,7 +19,7 @@ from typing import TypeVar
 import numpy as np
 
 from .errors import Fix, SelectionError
-from .result import AttentionResult, MapKind, Origin, Stack, Tokens, head_label, layer_label, span
+from .result import AttentionResult, MapKind, Origin, Stack, Tokens, axis_label
 from .spec import ALL, LAST, Combine, Indices, TokenWindow, ViewSpec, parse_head
 
 R = TypeVar("R", AttentionResult, Stack)
@@ -38,15 +38,6 @@ def _with_note(stack: Stack, note: str) -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------- layers and heads
-
-
-def _holds(axis: Sequence[Origin], total: int | None, what: str) -> str:
-    """'layer 5', 'layers 0–5', 'rollout of all 6 layers': what an axis holds, for messages."""
-    label = layer_label if what == "layer" else head_label
-    singles = [o.single for o in axis if o.single is not None]
-    if len(singles) == len(axis) and len(singles) > 1:
-        return f"{what}s {span(singles)}"
-    return ", ".join(label(o, total) for o in axis)
 
 
 def positions(indices: Indices, axis: Sequence[Origin], total: int | None, what: str) -> list[int]:
@@ -82,7 +73,7 @@ def positions(indices: Indices, axis: Sequence[Origin], total: int | None, what:
     for m in wanted:
         if m not in held:
             raise SelectionError(
-                f"{what} {m} is not in this result: it holds {_holds(axis, total, what)}",
+                f"{what} {m} is not in this result: it holds {axis_label(axis, total, what)}",
                 fix=Fix.SAVE_ALL_LAYERS,
             )
     return sorted({held[m] for m in wanted})
@@ -147,8 +138,7 @@ def rollout_stack(stack: Stack, heads: Indices = ALL, combine: Combine | None = 
     L = stack.model_layers
     if L is None or tuple(o.single for o in stack.layer_axis) != tuple(range(L)):
         raise SelectionError(
-            f"rollout multiplies every layer of the model, and this result holds "
-            f"{_holds(stack.layer_axis, L, 'layer')}",
+            f"rollout multiplies every layer of the model, and this result holds {stack.layers_label()}",
             fix=Fix.SAVE_ALL_LAYERS,
         )
     if stack.token_view:

@@ -105,16 +105,17 @@ def render(
     results = load(file)
     if as_images:
         from ..export.run import from_results
-        from ..spec import ALL
+        from ..spec import ALL, ViewSpec
 
-        for r in results:  # a view this file cannot give is one error with its hint, before any image
-            viewed(r, spec.with_layers(ALL), len(results) > 1)
-        sentences, outcomes = from_results(results)
+        # viewed here, once: a view this file cannot give is one error with its hint, before any image;
+        # export then draws the viewed maps as they are (every layer, every head: nothing changes)
+        shown = [viewed(r, spec.with_layers(ALL), len(results) > 1) for r in results]
+        sentences, outcomes = from_results(shown)
         export_images(
             sentences,
             outcomes,
             out or Path("attnviz-images"),
-            spec,
+            ViewSpec(),
             view=view or ExportView.HEAD,
             image=image or ImageFormat.PNG,
             cmap=cmap,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import SelectionError
-from ..result import AttentionResult, MapKind, Origin, Stack, span
+from ..result import AttentionResult, MapKind, Origin, Stack
 from ..spec import ExportView
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ def plan(result: AttentionResult, stem: str, base: dict[str, Any], view: ExportV
             titles = tuple(s.head_label(hi) for hi in range(s.heads))
             layout = Layout(math.ceil(s.heads / cols), cols, q, k, panel_titles=titles, caption=caption)
             items = [
-                item(s.weights[li], f"{s.layer_label(li)} · {_heads_title(s)}", _suffix(lo, "L"), [lo], s.head_axis)
+                item(s.weights[li], f"{s.layer_label(li)} · {s.heads_label()}", _suffix(lo, "L"), [lo], s.head_axis)
                 for li, lo in enumerate(s.layer_axis)
             ]
         else:
@@ -156,22 +156,8 @@ def plan(result: AttentionResult, stem: str, base: dict[str, Any], view: ExportV
             rows = tuple(s.layer_label(li) for li in range(s.layers))
             layout = Layout(s.layers, s.heads, q, k, panel_titles=titles, row_titles=rows, caption=caption)
             weights = s.weights.reshape(s.layers * s.heads, len(q), len(k))  # (L*H, q, k), row-major panels
-            title = f"{_layers_title(s)} × {_heads_title(s)}"
+            title = f"{s.layers_label()} × {s.heads_label()}"
             items = [item(weights, title, "model", s.layer_axis, s.head_axis)]
         widest = max((i.title for i in items), key=len, default="")
         tasks.append(Task(replace(layout, widest_title=widest), style, tuple(items)))
     return tasks
-
-
-def _layers_title(s: Stack) -> str:
-    singles = [o.single for o in s.layer_axis if o.single is not None]
-    if len(singles) == s.layers and s.layers > 1:
-        return f"layers {span(singles)}"
-    return ", ".join(s.layer_label(li) for li in range(s.layers))
-
-
-def _heads_title(s: Stack) -> str:
-    singles = [o.single for o in s.head_axis if o.single is not None]
-    if len(singles) == s.heads and s.heads > 1:
-        return f"heads {span(singles)}"
-    return ", ".join(s.head_label(hi) for hi in range(s.heads))

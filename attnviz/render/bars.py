@@ -12,7 +12,7 @@ from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.text import Text
 
-from ..result import AttentionResult, Stack, span
+from ..result import AttentionResult, Stack
 from .term import EIGHTHS, MARK, boundary, fg_style, fit, has_color, note_lines, scale_top, side_by_side
 
 BAR_CELLS = 16
@@ -76,12 +76,12 @@ def stack_bar_lines(stack: Stack, width: int, color: bool, digits: int = 2) -> l
     """Bars of every (layer, head) of a stack that holds exactly one query row."""
     vmax = scale_top(stack.weights)
     q = stack.query.texts[0]
-    singles = [o.single for o in stack.layer_axis if o.single is not None]
-    if len(singles) == stack.layers:
-        where = f"layer{'s' if len(singles) > 1 else ''} {span(sorted(singles))}"
-    else:
-        where = ", ".join(stack.layer_label(li) for li in range(stack.layers))
-    lines = [Text(fit(f"{stack.name} · {where} · query {q!r}: its weight on each key", width).rstrip(), style="bold")]
+    lines = [
+        Text(
+            fit(f"{stack.name} · {stack.layers_label()} · query {q!r}: its weight on each key", width).rstrip(),
+            style="bold",
+        )
+    ]
     blocks = [
         bars_block(stack.weights[li, hi, 0], stack, vmax, digits, _title(stack, li, hi), color)
         for li in range(stack.layers)

@@ -31,8 +31,9 @@ from matplotlib.text import Text
 from matplotlib.textpath import TextToPath
 
 from ..errors import Fix, OutputError, UsageError
+from ..spec import ImageFormat
 
-FORMATS = ("png", "svg", "pdf")
+FORMATS = tuple(f.value for f in ImageFormat)
 ANNOTATE_MAX_TOKENS = 16  # single heatmaps up to this many tokens a side show their values
 MAX_PIXELS = 32_000  # per side; Agg refuses 2**16 and such images are unusable anyway
 # fonts that carry CJK glyphs, used as fallbacks for labels when installed
