@@ -130,6 +130,11 @@ class HFBackend:
             out["target"] = self._decoder_tokens(self._decoder_inputs([inputs], False).encodings[0])[0]
         return out
 
+    def vocabulary(self) -> list[str]:
+        vocab = self.tokenizer.get_vocab()
+        specials = set(self.tokenizer.all_special_tokens)
+        return [t for t in sorted(vocab, key=vocab.__getitem__) if t not in specials]
+
     def _decoder_inputs(self, batch: Sequence[Inputs], truncate: bool) -> Any:
         """Target texts (default: the input text) as the decoder sees them, start token first."""
         return self._encode([x.target if x.target is not None else x.text for x in batch], None, truncate, target=True)

@@ -174,6 +174,10 @@ class BertBackend:
     def tokenize(self, inputs: Inputs) -> dict[str, Tokens]:
         return {"input": tokens_from_encoding(self._encode([inputs], truncate=False)[0])[0]}
 
+    def vocabulary(self) -> list[str]:
+        vocab = self.tokenizer.get_vocab(with_added_tokens=False)
+        return sorted(vocab, key=vocab.__getitem__)
+
     @torch.inference_mode()
     def run(self, batch: Sequence[Inputs], truncate: bool = False) -> list[AttentionResult]:
         """One padded forward pass for the batch; each result cut back to its own tokens."""

@@ -227,6 +227,12 @@ class ScratchBackend:
             sequences["source"] = tokens_of(inputs.source)
         return sequences
 
+    def vocabulary(self) -> list[str]:
+        raise UsageError(
+            "the scratch model has no vocabulary: it embeds any word it is given",
+            hint="probe a pretrained model (--model DIR) instead",
+        )
+
     def _tokens(self, text: str, what: str, truncate: bool) -> Tokens:
         tokens = tokens_of(text)
         if not len(tokens):

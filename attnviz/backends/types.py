@@ -80,6 +80,10 @@ class Backend(Protocol):
         """Attention for each input; padding is removed from what is returned."""
         ...
 
+    def vocabulary(self) -> list[str]:
+        """The tokenizer's token strings, special tokens left out (the induction probe draws from it)."""
+        ...
+
 
 @dataclass(frozen=True)
 class LoadOptions:
@@ -135,4 +139,5 @@ def check_length(n: int, limit: int | None, what: str = "input") -> None:
             f"{what} is {n} tokens long; the model takes at most {limit}",
             hint="shorten the text, or truncate it",
             fix=Fix.TRUNCATE,
+            tokens=n,
         )

@@ -16,7 +16,7 @@ import typer
 
 from .. import __version__
 from ..errors import AttnvizError, ExitStatus
-from . import explain, export, info, render, show, tokens
+from . import explain, export, heads, info, render, show, tokens
 from .hints import hint_for
 from .options import say
 
@@ -29,7 +29,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-for command in (show.show, render.render, export.export, explain.explain, tokens.tokens, info.info):
+for command in (show.show, render.render, export.export, heads.heads, explain.explain, tokens.tokens, info.info):
     app.command()(command)
 
 _debug = {"on": bool(os.environ.get("ATTNVIZ_DEBUG"))}
