@@ -82,7 +82,7 @@ def heads(
         ProbeKind | None,
         typer.Option(
             "--probe",
-            help="induction: random vocabulary tokens written twice; heads measured on the second copy.",
+            help="induction: random words from the vocabulary written twice; heads measured on the second copy.",
             show_default=False,
             rich_help_panel=PROBE_PANEL,
         ),
@@ -219,6 +219,11 @@ def heads(
     elif text is not None and Path(text).suffix in SAVED_SUFFIXES and Path(text).is_file():
         from ..saved import load
 
+        if input_file is not None or model != "minilm" or pair is not None or target is not None:
+            raise UsageError(
+                f"{text} is a saved result: it is measured as it is, without a model or inputs",
+                hint="drop --input/--model/--pair/--target",
+            )
         for result in load(text):
             _add(corpus, result, spec)
         name = corpus.model or text
@@ -236,7 +241,7 @@ def heads(
     elif fmt is HeadsFormat.CSV:
         _print_csv(listed)
     else:
-        _print_table(everything, listed, name, corpus.sentences, notes)
+        _print_table(everything, listed, name, corpus.sentences, notes, role)
     if failed:
         raise InputError(
             f"{failed} of {failed + corpus.sentences} sentences failed (see above); the others were measured"
@@ -373,7 +378,7 @@ def _title(name: str, sentences: int, count: int) -> str:
 
 
 def _print_table(
-    everything: list[HeadScore], listed: list[HeadScore], name: str, sentences: int, notes: list[str]
+    everything: list[HeadScore], listed: list[HeadScore], name: str, sentences: int, notes: list[str], role: str | None
 ) -> None:
     from rich.console import Console
 
@@ -383,7 +388,11 @@ def _print_table(
     console = Console()
     width = console.width
     if len(listed) < len(everything):
-        notes = [*notes, f"{len(listed)} of {len(everything)} heads listed; --top 0 lists all, --sort KEY orders"]
+        which = f" (role {role})" if role else ""
+        notes = [
+            *notes,
+            f"{len(listed)} of {len(everything)} heads listed{which}; --top 0 lists all, --sort KEY orders",
+        ]
     console.print(render(everything, listed, _title(name, sentences, len(everything)), width, METRICS, notes))
 
 
