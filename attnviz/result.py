@@ -282,6 +282,12 @@ class AttentionResult:
             raise ValueError(f"missing or malformed field {exc}") from None
         return result.validate()
 
+    def _repr_html_(self) -> str:
+        """The interactive viewer, for Jupyter, JupyterLab, VS Code and Colab notebooks."""
+        from .render.html import notebook  # the one upward import: presentation, loaded on first display
+
+        return notebook(self)
+
     def __repr__(self) -> str:
         shapes = ", ".join(f"{s.name} {list(s.weights.shape)}" for s in self.stacks)
         return f"AttentionResult(model={self.model!r}, text={self.text!r}, {shapes})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,7 @@ import typer
 from ..backends.types import Device, Dtype
 from ..errors import InputError, UsageError
 from ..spec import Agg, Annotate, ExportView, ImageFormat
-from .images import export_images
+from .images import export_images, export_pages
 from .options import (
     AggOpt,
     AnnotateOpt,
@@ -22,7 +23,6 @@ from .options import (
     DtypeOpt,
     Head,
     HideSpecial,
-    ImageOpt,
     Jobs,
     Layer,
     ManifestOpt,
@@ -43,6 +43,15 @@ from .options import (
 )
 
 
+class ExportFormat(str, Enum):
+    """What export writes: images, or interactive pages (html)."""
+
+    PNG = "png"
+    SVG = "svg"
+    PDF = "pdf"
+    HTML = "html"
+
+
 def export(
     texts: Annotated[
         list[str] | None, typer.Argument(help="Sentences to draw (or use --input FILE).", show_default=False)
@@ -60,7 +69,14 @@ def export(
         ),
     ] = None,
     view: ViewOpt = ExportView.HEAD,
-    image: ImageOpt = ImageFormat.PNG,
+    image: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--image",
+            help="png, svg, pdf: heatmap images; html: one interactive page per sentence and an index.html.",
+            rich_help_panel="Images",
+        ),
+    ] = ExportFormat.PNG,
     cmap: Cmap = "viridis",
     dpi: Dpi = 100,
     vmax: Vmax = 1.0,
@@ -114,13 +130,16 @@ def export(
         raise UsageError("nothing to draw", hint='give a sentence (attnviz export "I have a dream") or --input FILE')
     load = functools.partial(load_model, model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
     outcomes = from_model(load, batch_size=batch_size, truncate=truncate, pair=pair, target=target)
+    if image is ExportFormat.HTML:
+        export_pages(sentences, outcomes, out, spec, manifest=manifest)
+        return
     export_images(
         sentences,
         outcomes,
         out,
         spec,
         view=view,
-        image=image,
+        image=ImageFormat(image.value),
         cmap=cmap,
         dpi=dpi,
         vmax=vmax,

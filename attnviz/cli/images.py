@@ -108,3 +108,31 @@ def export_images(
             "the others were exported",
             hint="fix or remove those sentences and run again: complete images are skipped",
         )
+
+
+def export_pages(
+    sentences: list[Sentence],
+    outcomes: Callable[[list[Sentence]], Iterable[Outcome]],
+    out: Path,
+    spec: ViewSpec,
+    manifest: str | None,
+) -> None:
+    """export --image html: a page per sentence and index.html, with the same progress and summary."""
+    from ..export.pages import INDEX
+    from ..export.pages import export_pages as write_pages
+
+    if manifest not in (None, "-"):
+        raise UsageError(f"--manifest {manifest!r}: only '-' is understood")
+    reporter: Any = _reporter()
+    started = time.perf_counter()
+    try:
+        summary = write_pages(sentences, outcomes, out, spec, reporter, echo=write_stdout if manifest == "-" else None)
+    finally:
+        reporter.stop()
+    pages = "page" if summary.written == 1 else "pages"
+    sys.stderr.write(
+        f"{summary.written} {pages} written to {out} (open {out / INDEX}), in {time.perf_counter() - started:.1f} s\n"
+    )
+    if summary.failed:
+        n = len(summary.failed)
+        raise InputError(f"{n} of {summary.sentences} sentences failed (see above); the others were exported")

@@ -40,12 +40,14 @@ class OutputFormat(str, Enum):
     JSONL = "jsonl"
     CSV = "csv"
     NPZ = "npz"
+    HTML = "html"
 
 
 FORMAT_HELP = (
     "table: heat tables (a heatmap when the input is too wide for one); heat: always the compact heatmap; "
     "json: one attnviz/2 document; jsonl: one per line, one line per sentence; "
-    "csv: one row per (sentence, stack, layer, head, query, key); npz: numpy arrays, every sentence (redirect it)."
+    "csv: one row per (sentence, stack, layer, head, query, key); npz: numpy arrays, every sentence (redirect it); "
+    "html: an interactive page, every layer unless --layer narrows it (redirect it: > page.html)."
 )
 
 TextArg = Annotated[

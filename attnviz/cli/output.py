@@ -38,6 +38,11 @@ def check_format(fmt: OutputFormat) -> None:
         raise UsageError(
             "npz is binary and stdout is a terminal", hint="redirect it to a file: ... --format npz > a.npz"
         )
+    if fmt is OutputFormat.HTML and sys.stdout.isatty():
+        raise UsageError(
+            "html is a page for a browser and stdout is a terminal",
+            hint="redirect it to a file: ... --format html > page.html",
+        )
 
 
 def check_count(fmt: OutputFormat, count: int, what: str) -> None:
@@ -55,6 +60,10 @@ def print_notes(results: Sequence[AttentionResult]) -> None:
 def print_results(results: Sequence[AttentionResult], spec: ViewSpec, fmt: OutputFormat, digits: int) -> None:
     """Apply the view to each result and print it in `fmt`."""
     print_notes(results)
+    if fmt is OutputFormat.HTML:  # a page to explore holds every layer unless --layer narrows it
+        from ..spec import ALL
+
+        spec = spec.with_layers(ALL)
     shown = [viewed(r, spec, len(results) > 1) for r in results]
     if fmt in (OutputFormat.TABLE, OutputFormat.HEAT):
         _refuse_signed(shown)
@@ -68,6 +77,10 @@ def print_results(results: Sequence[AttentionResult], spec: ViewSpec, fmt: Outpu
         write_stdout("".join(saved.jsonl_line(r) for r in shown))
     elif fmt is OutputFormat.CSV:
         write_stdout(saved.to_csv(shown))
+    elif fmt is OutputFormat.HTML:
+        from ..render.html import page
+
+        write_stdout(page(shown))
     else:
         sys.stdout.buffer.write(saved.to_npz(shown))
         sys.stdout.buffer.flush()
