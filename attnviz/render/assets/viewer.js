@@ -159,7 +159,7 @@
     root.textContent = "";
     root.classList.add("attnviz");
     const title = el("div", { class: "av-title", text: data.model });
-    const sub = el("div", { class: "av-sub" });
+    const sub = el("div", { class: "av-sub av-text", title: "click to show the whole text", onclick: () => sub.classList.toggle("open") });
     sub.textContent = data.text + (data.pair ? "  ‖  " + data.pair : "") + (data.target ? "  →  " + data.target : "");
     const bar = el("div", { class: "av-bar" });
     const chips = el("div", { class: "av-chips" });
