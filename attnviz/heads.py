@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -87,16 +87,7 @@ class HeadScore:
     score: float | None  # the value that decided the role (for `mixed`: its highest role score)
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "stack": self.stack,
-            "layer": self.layer,
-            "head": self.head,
-            "metrics": self.metrics,
-            "std": self.std,
-            "count": self.count,
-            "role": self.role,
-            "score": self.score,
-        }
+        return asdict(self)
 
 
 def role_of(metrics: Mapping[str, float | None], thresholds: Thresholds = Thresholds()) -> tuple[str, float | None]:
@@ -187,12 +178,14 @@ def _check(stack: Stack) -> None:
             f"{stack.name}: head metrics need attention probabilities, but this stack holds {stack.kind.value} "
             f"({'; '.join(stack.notes) or 'rows that do not sum to 1'})"
         )
-    for what, axis in (("layer", stack.layer_axis), ("head", stack.head_axis)):
-        combined = next((o for o in axis if o.single is None), None)
+    for what, axis, label in (
+        ("layer", stack.layer_axis, stack.layer_label),
+        ("head", stack.head_axis, stack.head_label),
+    ):
+        combined = next((i for i, o in enumerate(axis) if o.single is None), None)
         if combined is not None:
-            label = stack.layer_label if what == "layer" else stack.head_label
             raise SelectionError(
-                f"{stack.name}: head metrics are per {what}, but this stack holds {label(axis.index(combined))}",
+                f"{stack.name}: head metrics are per {what}, but this stack holds {label(combined)}",
                 hint="measure the maps as the model gave them, before mean, max or rollout",
             )
 

@@ -240,6 +240,13 @@ def test_bad_flags_are_one_line_usage_errors(args, message):
     assert "Traceback" not in out.stderr
 
 
+def test_help_names_every_sort_key_and_role():
+    from attnviz.cli.heads import ROLE_NAMES, SORTS
+    from attnviz.heads import SORT_KEYS
+
+    assert SORTS.split(", ") == list(SORT_KEYS) and ROLE_NAMES.split(", ") == list(ROLES)
+
+
 def test_nothing_to_measure_and_the_probe_on_scratch():
     assert run("heads").code == 2
     out = run("heads", "--probe", "induction", "--model", "scratch")

@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from ..backends.types import Device, Dtype
-from ..errors import InputError, UsageError
 from ..spec import Agg, Annotate, ExportView, ImageFormat
 from .images import export_images, export_pages
 from .options import (
@@ -39,6 +38,7 @@ from .options import (
     Vmax,
     Words,
     load_model,
+    sentences_from,
     view_spec,
 )
 
@@ -106,7 +106,6 @@ def export(
     Every layer by default (--layer narrows it); --agg mean/max draws the heads combined.
     """
     from ..export.run import from_model
-    from ..inputs import from_arguments, read_sentences
 
     spec = view_spec(
         stack=stack,
@@ -118,16 +117,9 @@ def export(
         renormalize=renormalize,
         tokens=tokens,
     )
-    if texts and input_file:
-        raise UsageError("give sentences or --input FILE, not both")
-    if input_file is not None or texts == ["-"]:
-        sentences = read_sentences(input_file or "-")
-    elif texts:
-        if not all(t.strip() for t in texts):
-            raise InputError("a sentence is empty", hint="give non-empty sentences, or --input FILE")
-        sentences = from_arguments(texts)
-    else:
-        raise UsageError("nothing to draw", hint='give a sentence (attnviz export "I have a dream") or --input FILE')
+    sentences = sentences_from(
+        texts or [], input_file, "nothing to draw", 'give a sentence (attnviz export "I have a dream") or --input FILE'
+    )
     load = functools.partial(load_model, model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
     outcomes = from_model(load, batch_size=batch_size, truncate=truncate, pair=pair, target=target)
     if image is ExportFormat.HTML:

@@ -33,6 +33,7 @@ from .options import (
     TrustRemoteCode,
     load_model,
     say,
+    sentences_from,
     view_spec,
     write_stdout,
 )
@@ -55,6 +56,7 @@ class ProbeKind(str, Enum):
     INDUCTION = "induction"
 
 
+# spelled out for --help, which must not import numpy (attnviz.heads does); a test keeps them equal
 SORTS = "role, entropy, entropy_normalized, distance, max, sink, special, punctuation, self, previous, next, " + (
     "duplicate, induction, layer"
 )
@@ -191,14 +193,14 @@ def heads(
 
     Every layer by default; over many sentences the metrics are averaged per head.
     """
-    from ..heads import SORT_KEYS, Corpus, Thresholds, rank
+    from ..heads import ROLES, SORT_KEYS, Corpus, Thresholds, rank
 
     spec = _spec(stack, layer, head)
     as_table = fmt is HeadsFormat.TABLE and image is None
     sort = sort or ("role" if as_table else "layer")
     if sort not in SORT_KEYS:
         raise UsageError(f"--sort: cannot sort by {sort!r}", hint=f"choose one of: {SORTS}")
-    if role is not None and role not in ROLE_NAMES.split(", "):
+    if role is not None and role not in ROLES:
         raise UsageError(f"--role: unknown role {role!r}", hint=f"choose one of: {ROLE_NAMES}")
     if out is not None and image is None:
         raise UsageError("--out names the image file: it goes with --image", hint="add --image png")
@@ -228,7 +230,12 @@ def heads(
             _add(corpus, result, spec)
         name = corpus.model or text
     else:
-        sentences = _sentences(text, input_file)
+        sentences = sentences_from(
+            [text] if text is not None else [],
+            input_file,
+            "nothing to measure",
+            'give a sentence (attnviz heads "I have a dream"), --input FILE or --probe',
+        )
         backend = load_model(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
         failed = _run_sentences(backend, sentences, corpus, spec, batch_size, truncate, pair, target)
         name = backend.info.name
@@ -261,22 +268,6 @@ def _add(corpus: Corpus, result: Any, spec: ViewSpec, rows: dict[str, slice] | N
     from .output import viewed
 
     corpus.add(viewed(result, spec, name_it=result.line is not None), rows)
-
-
-def _sentences(text: str | None, input_file: str | None) -> list[Sentence]:
-    from ..inputs import from_arguments, read_sentences
-
-    if text is not None and input_file is not None:
-        raise UsageError("give a sentence or --input FILE, not both")
-    if input_file is not None or text == "-":
-        return read_sentences(input_file or "-")
-    if text is None:
-        raise UsageError(
-            "nothing to measure", hint='give a sentence (attnviz heads "I have a dream"), --input FILE or --probe'
-        )
-    if not text.strip():
-        raise InputError("the text is empty", hint="give a sentence, or - to read standard input")
-    return from_arguments([text])
 
 
 def _run_sentences(

@@ -14,7 +14,7 @@ from ..spec import ALL, Annotate, ExportView, ImageFormat, ViewSpec
 from .options import write_stdout
 
 if TYPE_CHECKING:
-    from ..export.run import Outcome, Reporter
+    from ..export.run import Outcome, Reporter, Summary
     from ..inputs import Sentence
 
 
@@ -60,6 +60,36 @@ def _reporter() -> Reporter:
     return Bar()
 
 
+def _check_manifest(manifest: str | None) -> None:
+    if manifest not in (None, "-"):
+        raise UsageError(
+            f"--manifest {manifest!r}: only '-' is understood", hint="the file is always DIR/manifest.jsonl"
+        )
+
+
+def _run(
+    write: Callable[[Reporter, Callable[[str], None] | None], Summary],
+    manifest: str | None,
+    describe: Callable[[Summary], str],
+    hint: str | None,
+) -> None:
+    """Run an export with a progress bar, then one summary line; failed sentences make it exit 1."""
+    reporter: Any = _reporter()
+    started = time.perf_counter()
+    try:
+        summary = write(reporter, write_stdout if manifest == "-" else None)
+    finally:
+        reporter.stop()
+    sys.stderr.write(f"{describe(summary)}, in {time.perf_counter() - started:.1f} s\n")
+    if summary.failed:
+        n = len(summary.failed)
+        raise InputError(
+            f"{n} of {summary.sentences} sentence{'s' if summary.sentences != 1 else ''} failed (see above); "
+            "the others were exported",
+            hint=hint,
+        )
+
+
 def export_images(
     sentences: list[Sentence],
     outcomes: Callable[[list[Sentence]], Iterable[Outcome]],
@@ -80,10 +110,7 @@ def export_images(
     from ..export.run import ExportOptions, export
     from ..render.image import Style
 
-    if manifest not in (None, "-"):
-        raise UsageError(
-            f"--manifest {manifest!r}: only '-' is understood", hint="the file is always DIR/manifest.jsonl"
-        )
+    _check_manifest(manifest)
     options = ExportOptions(
         style=Style(image.value, cmap, dpi, vmax, annotate.value).check(),
         view=view,
@@ -91,23 +118,17 @@ def export_images(
         overwrite=overwrite,
         jobs=jobs,
     )
-    reporter: Any = _reporter()
-    started = time.perf_counter()
-    try:
-        summary = export(sentences, outcomes, out, options, reporter, echo=write_stdout if manifest == "-" else None)
-    finally:
-        reporter.stop()
-    seconds = time.perf_counter() - started
-    skipped = f", {summary.skipped} already complete" if summary.skipped else ""
-    images = "image" if summary.written == 1 else "images"
-    sys.stderr.write(f"{summary.written} {images} written to {out}{skipped}, in {seconds:.1f} s\n")
-    if summary.failed:
-        n = len(summary.failed)
-        raise InputError(
-            f"{n} of {summary.sentences} sentence{'s' if summary.sentences != 1 else ''} failed (see above); "
-            "the others were exported",
-            hint="fix or remove those sentences and run again: complete images are skipped",
-        )
+
+    def describe(summary: Summary) -> str:
+        skipped = f", {summary.skipped} already complete" if summary.skipped else ""
+        return f"{summary.written} image{'' if summary.written == 1 else 's'} written to {out}{skipped}"
+
+    _run(
+        lambda reporter, echo: export(sentences, outcomes, out, options, reporter, echo=echo),
+        manifest,
+        describe,
+        hint="fix or remove those sentences and run again: complete images are skipped",
+    )
 
 
 def export_pages(
@@ -121,18 +142,12 @@ def export_pages(
     from ..export.pages import INDEX
     from ..export.pages import export_pages as write_pages
 
-    if manifest not in (None, "-"):
-        raise UsageError(f"--manifest {manifest!r}: only '-' is understood")
-    reporter: Any = _reporter()
-    started = time.perf_counter()
-    try:
-        summary = write_pages(sentences, outcomes, out, spec, reporter, echo=write_stdout if manifest == "-" else None)
-    finally:
-        reporter.stop()
-    pages = "page" if summary.written == 1 else "pages"
-    sys.stderr.write(
-        f"{summary.written} {pages} written to {out} (open {out / INDEX}), in {time.perf_counter() - started:.1f} s\n"
+    _check_manifest(manifest)
+    _run(
+        lambda reporter, echo: write_pages(sentences, outcomes, out, spec, reporter, echo=echo),
+        manifest,
+        lambda summary: (
+            f"{summary.written} page{'' if summary.written == 1 else 's'} written to {out} (open {out / INDEX})"
+        ),
+        hint=None,
     )
-    if summary.failed:
-        n = len(summary.failed)
-        raise InputError(f"{n} of {summary.sentences} sentences failed (see above); the others were exported")

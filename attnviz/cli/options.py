@@ -362,6 +362,24 @@ def read_sentences_arg(text: str) -> list[Sentence]:
     return sentences
 
 
+def sentences_from(texts: list[str], input_file: str | None, nothing: str, example: str) -> list[Sentence]:
+    """Sentences given as arguments, as '-' (stdin) or with --input FILE (export, heads).
+
+    `nothing` and `example` make the usage error for none at all.
+    """
+    from ..inputs import from_arguments, read_sentences
+
+    if texts and input_file is not None:
+        raise UsageError("give sentences or --input FILE, not both")
+    if input_file is not None or texts == ["-"]:
+        return read_sentences(input_file or "-")
+    if not texts:
+        raise UsageError(nothing, hint=example)
+    if not all(t.strip() for t in texts):
+        raise InputError("a sentence is empty", hint="give non-empty sentences, or --input FILE")
+    return from_arguments(texts)
+
+
 def make_inputs(
     sentences: list[Sentence], backend: Backend, pair: str | None, target: str | None, source: str | None
 ) -> list[Inputs]:

@@ -13,8 +13,8 @@ from ..errors import AttnvizError
 from ..inputs import Sentence
 from ..spec import ALL, ViewSpec
 from ..views import apply
-from .files import Manifest, deferred_interrupt, prepare_folder, stem, write_atomic
-from .run import Outcome, Reporter, Summary
+from .files import deferred_interrupt, stem, write_atomic
+from .run import Outcome, Reporter, Summary, begin, fail
 
 INDEX = "index.html"
 
@@ -31,16 +31,7 @@ def export_pages(
     from ..render.html import index, page
 
     reporter = reporter or Reporter()
-    prepare_folder(folder)
-    manifest = Manifest(folder, echo)
-    summary = Summary(sentences=len(sentences), manifest=manifest.path)
-    good = []
-    for s in sentences:
-        if s.error:
-            summary.failed.append((s, s.error))
-            reporter.failed(s, s.error)
-        else:
-            good.append(s)
+    manifest, summary, good = begin(sentences, folder, reporter, echo)
     reporter.total(len(good))
     spec = spec.with_layers(ALL)
     model = ""
@@ -55,8 +46,7 @@ def export_pages(
             name = f"{stem(sentence.index, inputs.text, inputs.pair, inputs.target, view=result.model)}.html"
             data = page([shown]).encode("utf-8")
         except AttnvizError as exc:
-            summary.failed.append((sentence, exc.message))
-            reporter.failed(sentence, f"{sentence.where}: {exc.message}")
+            fail(summary, reporter, sentence, f"{sentence.where}: {exc.message}")
             continue
         with deferred_interrupt():
             write_atomic(folder / name, data)

@@ -65,6 +65,29 @@ class Summary:
     manifest: Path | None = None
 
 
+def begin(
+    sentences: Sequence[Sentence], folder: Path, reporter: Reporter, echo: Callable[[str], None] | None
+) -> tuple[Manifest, Summary, list[Sentence]]:
+    """What every export run starts with: the folder, its manifest, and the lines that can be used
+    (the others reported as failed)."""
+    prepare_folder(folder)
+    manifest = Manifest(folder, echo)
+    summary = Summary(sentences=len(sentences), manifest=manifest.path)
+    good = []
+    for s in sentences:
+        if s.error:
+            fail(summary, reporter, s, s.error)
+        else:
+            good.append(s)
+    return manifest, summary, good
+
+
+def fail(summary: Summary, reporter: Reporter, sentence: Sentence, message: str) -> None:
+    """One sentence failed: counted in the summary and told to the reporter; the run goes on."""
+    summary.failed.append((sentence, message))
+    reporter.failed(sentence, message)
+
+
 # ---------------------------------------------------------------- where results come from
 
 
@@ -202,16 +225,7 @@ def export(
     """
     options.style.check()
     reporter = reporter or Reporter()
-    prepare_folder(folder)
-    manifest = Manifest(folder, echo)
-    summary = Summary(sentences=len(sentences), manifest=manifest.path)
-    good = []
-    for s in sentences:
-        if s.error:
-            summary.failed.append((s, s.error))
-            reporter.failed(s, s.error)
-        else:
-            good.append(s)
+    manifest, summary, good = begin(sentences, folder, reporter, echo)
     jobs = options.jobs or (os.cpu_count() or 1)
     pool = None
     if jobs > 1 and good:
@@ -250,9 +264,7 @@ def export(
                     reporter.note(f"{sentence.where}: {note}")
                 tasks = _tasks(sentence, inputs, result, options)
             except AttnvizError as exc:
-                message = f"{sentence.where}: {exc.message}"
-                summary.failed.append((sentence, message))
-                reporter.failed(sentence, message)
+                fail(summary, reporter, sentence, f"{sentence.where}: {exc.message}")
                 continue
             _note_fonts(tasks, reporter, noted)
             if per_sentence is None:
