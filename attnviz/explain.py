@@ -16,7 +16,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -74,6 +74,22 @@ class Check:
 
 
 @dataclass(frozen=True)
+class WeightSource:
+    """Where the layer's W_Q, W_K, W_V, W_O came from: a seed, a file, or a pretrained checkpoint."""
+
+    source: Literal["random", "file", "pretrained"]  # random: seeded, nothing in them is learned
+    seed: int | None = None  # for random weights
+    file: str | None = None  # for weights read from a file
+
+    @property
+    def random(self) -> bool:
+        return self.source == "random"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"random": self.random, "source": self.source, "seed": self.seed, "file": self.file}
+
+
+@dataclass(frozen=True)
 class Explanation:
     model: str
     text: str
@@ -88,6 +104,7 @@ class Explanation:
     query: Tokens
     key: Tokens
     x_note: str  # where X came from
+    weights: WeightSource  # random ones show the mechanics only: nothing in them is learned
     steps: tuple[Step, ...]
     pooling: Pooling
     checks: tuple[Check, ...]
@@ -113,6 +130,7 @@ class Explanation:
             "query_tokens": list(self.query.texts),
             "key_tokens": list(self.key.texts),
             "x": self.x_note,
+            "weights": self.weights.to_json(),
             "mask": None if self.mask is None else self.mask.tolist(),
             "steps": [
                 {
@@ -138,6 +156,12 @@ class Explanation:
                 for c in self.checks
             ],
         }
+
+
+def root(n: int) -> str:
+    """'√64 = 8', '√32 ≈ 5.657': exact where the root is whole, else to four significant digits."""
+    r = math.sqrt(n)
+    return f"√{n} = {r:g}" if r.is_integer() else f"√{n} ≈ {r:.4g}"
 
 
 def _plain(a: np.ndarray) -> Any:
@@ -197,7 +221,6 @@ def _steps(
     head_dims = tuple(str(i) for i in range(cols.start, cols.stop))
     rq, rk = query.texts, key.texts
     d = t["x"].shape[-1]
-    sqrt_dk = math.sqrt(d_k)
 
     def step(key_: str, title: str, formula: str, axes: str, head_values: Tensor, rows, columns, note="") -> Step:
         values = _np(t[key_])
@@ -233,7 +256,7 @@ def _steps(
         step(
             "scaled",
             "Scaled scores",
-            f"S / √d_k = S / √{d_k} = S / {sqrt_dk:g}",
+            f"S / √d_k = S / {root(d_k)}",
             "(B, h, Tq, Tk)",
             t["scaled"][0, head],
             rq,
@@ -298,6 +321,12 @@ def _index(spec: int, count: int, what: str, fix: Fix | None = None) -> int:
     return spec % count
 
 
+def default_query(tokens: Tokens) -> int:
+    """The last token that is not a special one: "dream" in [CLS] i have a dream [SEP], not [SEP]."""
+    real = [i for i in range(len(tokens)) if not tokens.is_special(i)]
+    return real[-1] if real else len(tokens) - 1
+
+
 def _mask_note(mask: Tensor | None, causal: bool) -> str:
     if mask is None:
         return "no mask here: every query may look at every key"
@@ -328,7 +357,7 @@ def explain(
     attn, x_q, x_kv, mask = setup.attn, setup.x_q, setup.x_kv, setup.mask
     q_tokens, k_tokens = setup.query, setup.key
     head = _index(head, attn.heads, "head")
-    q = query_index(q_tokens, query) if query is not None else len(q_tokens) - 1
+    q = query_index(q_tokens, query) if query is not None else default_query(q_tokens)
 
     t, chain = walk(attn, x_q, x_kv, mask)
     output, weights = attn(x_q, x_kv, x_kv, mask)  # the module's own forward: the steps must agree with it
@@ -355,6 +384,7 @@ def explain(
         query=q_tokens,
         key=k_tokens,
         x_note=setup.x_note,
+        weights=setup.weights,
         steps=steps,
         pooling=_pooling(t, head, q, q_tokens.texts[q]),
         checks=tuple(checks),
@@ -376,6 +406,7 @@ class _Layer:
     count: int
     model: str
     x_note: str
+    weights: WeightSource
     reference: tuple[str, Tensor] | None = None  # (what, transformers' weights (1, h, T, T))
 
 
@@ -396,11 +427,15 @@ def _scratch(text: str, source: str | None, layer: int, options: LoadOptions) ->
     assert isinstance(attn, MultiHeadAttention)
     x = trace.hidden[layer]  # (1, Tq, d)
     kv = x if trace.memory is None else trace.memory  # (1, Tk, d)
-    origin = "word vectors + sinusoidal positions"
+    origin = "a fixed random vector per word + sinusoidal positions"
     note = origin if layer == 0 else f"layer {layer - 1}'s input + its attention output (the residual path)"
     if trace.memory is not None:
         note += "; the source's tokens are embedded the same way (X_s)"
-    return _Layer(attn, x, kv, trace.mask, trace.query, trace.key, layer, n, "scratch", note)
+    if options.weights:
+        weights = WeightSource("file", file=options.weights)
+    else:
+        weights = WeightSource("random", seed=options.seed)
+    return _Layer(attn, x, kv, trace.mask, trace.query, trace.key, layer, n, "scratch", note, weights)
 
 
 def _bert_folder(model: str) -> tuple[Path, str]:
@@ -448,4 +483,4 @@ def _pretrained(text: str, model: str, layer: int) -> _Layer:
     note = "token + position + segment embeddings, LayerNorm" if layer == 0 else f"the output of layer {layer - 1}"
     note = f"transformers' hidden states entering layer {layer} ({note})"
     reference = (f"our weights = transformers' (layer {layer}, all heads)", out.attentions[layer])
-    return _Layer(attn, x, x, None, tokens, tokens, layer, n, name, note, reference)
+    return _Layer(attn, x, x, None, tokens, tokens, layer, n, name, note, WeightSource("pretrained"), reference)

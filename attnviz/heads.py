@@ -37,6 +37,7 @@ import numpy as np
 
 from .errors import SelectionError
 from .result import AttentionResult, MapKind, Stack, Tokens
+from .tokentext import surface
 
 METRICS = (
     "entropy",
@@ -106,35 +107,6 @@ def role_of(metrics: Mapping[str, float | None], thresholds: Thresholds = Thresh
 
 
 # ---------------------------------------------------------------- tokens
-
-
-def _byte_level() -> dict[str, int]:
-    """GPT-2's byte ↔ printable character table, inverted: byte-level BPE tokens back to bytes."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    chars, shifted = list(printable), 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + shifted)
-            shifted += 1
-    return {chr(c): b for b, c in zip(printable, chars)}
-
-
-_BYTES = _byte_level()
-_MARKERS = ("##", "Ġ", "▁", "Ċ")  # WordPiece continuation, byte-level and SentencePiece space marks
-
-
-def surface(token: str) -> str:
-    """What a token string stands for in the text: '##ing' → 'ing', 'Ġ,' → ',', 'ï¼Į' → '，'."""
-    # byte-level BPE writes some bytes as U+0100…U+0143; only then is the token byte-encoded
-    if any(0x100 <= ord(c) <= 0x143 for c in token) and all(c in _BYTES for c in token):
-        try:
-            return bytes(_BYTES[c] for c in token).decode("utf-8").strip()
-        except UnicodeDecodeError:
-            pass
-    for marker in _MARKERS:
-        token = token.removeprefix(marker)
-    return token.strip()
 
 
 def is_punctuation(token: str) -> bool:

@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .errors import InputError
-from .heads import surface
 from .result import Tokens
+from .tokentext import surface
 
 DEFAULT_LENGTH = 50  # tokens in each copy, when the model has room for them
 _SPACE_MARKS = ("Ġ", "▁")

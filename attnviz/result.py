@@ -13,12 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from .errors import SelectionError
 from .spec import Combine, StackName
+from .tokentext import label
 
 STACK_NAMES = tuple(s.value for s in StackName)
 # rows sum to 1 within this, by the precision the model ran in (bf16 keeps ~3 digits)
@@ -127,6 +129,19 @@ class Tokens:
 
     def is_special(self, i: int) -> bool:
         return bool(self.special) and self.special[i]
+
+    @cached_property
+    def labels(self) -> tuple[str, ...]:
+        """The tokens as a reader should see them (tokentext.label): 'Ġdream' → 'dream'."""
+        return tuple(label(t) for t in self.texts)
+
+    def source(self, i: int, texts: Sequence[str]) -> str | None:
+        """The characters token i came from, in texts[its segment]; None for specials or unknown offsets."""
+        if not self.offsets or self.is_special(i):
+            return None
+        segment = self.segments[i] if self.segments else 0
+        start, end = self.offsets[i]
+        return texts[segment][start:end] if segment < len(texts) else None
 
     def take(self, index: Sequence[int]) -> Tokens:
         """The tokens at `index`, in that order, metadata kept aligned."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from harness import run, run_subprocess
@@ -73,7 +75,33 @@ def test_info_reports_real_shapes(tiny_model):
 def test_tokens_json():
     out = run("tokens", "I have a dream", "--format", "json", "--device", "cpu")
     assert out.code == 0, out.stderr
-    assert out.json() == {"text": "I have a dream", "input": ["[CLS]", "i", "have", "a", "dream", "[SEP]"]}
+    doc = out.json()
+    assert doc["text"] == "I have a dream"
+    assert [t["token"] for t in doc["input"]] == ["[CLS]", "i", "have", "a", "dream", "[SEP]"]
+    assert doc["input"][4] == {
+        "index": 4,
+        "token": "dream",
+        "special": False,
+        "word": 3,
+        "segment": 0,
+        "offsets": [9, 14],
+        "from_text": "dream",
+    }
+    assert doc["input"][0]["special"] and doc["input"][0]["from_text"] is None
+
+
+def test_tokens_carry_every_column_and_what_unk_replaced():
+    """Every column of the table is in the JSON; [UNK] says which characters it stands for, in A or B."""
+    out = run("tokens", "I have a 😀 dream", "so do I", "--pair", "ü ☃", "--format", "json", "--device", "cpu")
+    assert out.code == 0, out.stderr
+    first, second = (json.loads(line) for line in out.stdout.splitlines())
+    unk = [t for t in first["input"] if t["token"] == "[UNK]"]
+    assert [t["from_text"] for t in unk] == ["😀", "☃"] and [t["segment"] for t in unk] == [0, 1]
+    assert first["pair"] == "ü ☃" and second["text"] == "so do I"
+    table = run("tokens", "I have a 😀 dream", "--device", "cpu")
+    row = next(line for line in table.stdout.splitlines() if "[UNK]" in line)
+    assert "😀" in row and "from text" in table.stdout
+    assert not [line for line in table.stdout.splitlines() if line.endswith(" ")]
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,11 @@ from harness import run
 
 import attnviz
 from attnviz.errors import SelectionError
-from attnviz.heads import METRICS, ROLES, Corpus, Thresholds, measure, rank, role_of, stack_metrics, surface
+from attnviz.heads import METRICS, ROLES, Corpus, Thresholds, measure, rank, role_of, stack_metrics
 from attnviz.probe import build, second_copy
 from attnviz.result import MapKind, Stack, Tokens
 from attnviz.spec import ALL, Combine
+from attnviz.tokentext import surface
 from attnviz.views import select_stack
 
 TOL = 1e-6

@@ -2,28 +2,47 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from harness import run
 
 from attnviz.views import ROLLOUT_NOTE
 
 
-def test_default_is_every_head_of_the_last_layer_without_ansi_on_a_pipe():
+def test_default_is_the_last_layer_at_a_glance_on_one_80_by_50_screen():
     shown = run("show", "I have a dream")
     assert shown.code == 0 and shown.stderr == ""
     out = shown.stdout
-    assert out.startswith("encoder · layer 5 · 12 heads\n")
-    assert all(f"head {h}" in out for h in range(12))
-    assert "\x1b[" not in out
-    assert max(len(line) for line in out.splitlines()) <= 80  # a pipe is 80 columns unless COLUMNS says
+    lines = out.splitlines()
+    assert lines[0] == "encoder · layer 5 · 12 heads at a glance"
+    assert len(lines) <= 50 and max(len(line) for line in lines) <= 80  # a pipe is 80 columns unless COLUMNS says
+    assert "mean of 12 heads" in out and "--head all" in out
+    assert "\x1b[" not in out and not [line for line in lines if line.endswith(" ")]
+
+
+def test_the_glance_names_each_heads_strongest_link_between_real_tokens():
+    """Checked against the exact weights: argmax over non-special rows and columns, share on specials."""
+    data = json.loads(run("show", "I have a dream", "--format", "json").stdout)
+    stack = data["stacks"][0]
+    w = np.array(stack["attention"], dtype=np.float32)[0]  # (H, q, k) of the last layer
+    tokens = stack["query"]["tokens"]
+    words = [1, 2, 3, 4]  # between [CLS] and [SEP]
+    out = run("show", "I have a dream").stdout
+    for h in range(12):
+        sub = w[h][np.ix_(words, words)]
+        i, j = np.unravel_index(int(np.argmax(sub)), sub.shape)
+        share = w[h][words][:, [0, 5]].sum(axis=1).mean()
+        expected = f"{h:>4}  {tokens[words[i]]:>5} → {tokens[words[j]]:<5}  {sub[i, j]:>6.2f}  {share:>8.0%}"
+        assert expected in out, expected
 
 
 def test_columns_widen_the_grid():
-    out = run("show", "I have a dream", env={"COLUMNS": "120"}).stdout
+    out = run("show", "I have a dream", "--head", "all", env={"COLUMNS": "120"}).stdout
     assert "head 0" in out and any(line.startswith("head 0") and "head 2" in line for line in out.splitlines())
     assert max(len(line) for line in out.splitlines()) > 80
 

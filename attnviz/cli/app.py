@@ -17,20 +17,35 @@ import typer
 from .. import __version__
 from ..errors import AttnvizError, ExitStatus
 from . import explain, export, heads, info, render, show, tokens
+from .help import Command, Group
 from .hints import hint_for
 from .options import say
+
+EXAMPLES = """
+# heat tables of the last layer for the classic sentence
+attnviz show "I have a dream"
+# heatmaps for a whole file of sentences
+attnviz export --input sample_inputs/classic.txt --out figs/
+# which heads do what
+attnviz heads --input sample_inputs/classic.txt
+# the computation, step by step
+attnviz explain "I have a dream"
+# tab completion for your shell (bash, zsh, fish, PowerShell)
+attnviz --install-completion
+"""
 
 app = typer.Typer(
     name="attnviz",
     help="See transformer attention: heat tables in the terminal, heatmaps on disk, data for pipelines.",
+    cls=Group,
+    epilog=EXAMPLES,
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-for command in (show.show, render.render, export.export, heads.heads, explain.explain, tokens.tokens, info.info):
-    app.command()(command)
+for module in (show, render, export, heads, explain, tokens, info):
+    app.command(cls=Command, epilog=module.EXAMPLES)(getattr(module, module.__name__.rsplit(".", 1)[-1]))
 
 _debug = {"on": bool(os.environ.get("ATTNVIZ_DEBUG"))}
 

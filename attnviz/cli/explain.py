@@ -30,6 +30,16 @@ class ExplainFormat(str, Enum):
     JSON = "json"  # every tensor
 
 
+EXAMPLES = """
+# the classic example: 4 tokens, 512 wide, 8 heads, random weights
+attnviz explain "I have a dream"
+# a layer of the trained MiniLM, checked against transformers
+attnviz explain "I have a dream" --model minilm --layer 2
+# every tensor of the walk as JSON
+attnviz explain "I have a dream" --format json > steps.json
+"""
+
+
 def explain(
     text: Annotated[
         str, typer.Argument(help="The sentence to walk through (a few words read best), or - for one line on stdin.")
@@ -54,7 +64,7 @@ def explain(
         typer.Option(
             "--query",
             "-q",
-            help="Query token for the pooling view: index or text (default: the last).",
+            help="Query token for the pooling view: index or text (default: the last word, not [SEP]).",
             rich_help_panel=LESSON_PANEL,
         ),
     ] = None,
@@ -92,9 +102,9 @@ def explain(
     if fmt is ExplainFormat.JSON:
         write_stdout(json.dumps(lesson.to_json(), ensure_ascii=False) + "\n")
         return
-    from rich.console import Console
-
     from ..render.explain import render
+    from ..render.term import has_color
+    from .console import print_trimmed, stdout_console
 
-    console = Console()
-    console.print(render(lesson, width=console.width, digits=digits))
+    console = stdout_console()
+    print_trimmed(console, render(lesson, width=console.width, digits=digits, color=has_color(console)))

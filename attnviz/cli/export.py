@@ -52,6 +52,16 @@ class ExportFormat(str, Enum):
     HTML = "html"
 
 
+EXAMPLES = """
+# PNG heatmaps of every head of every layer
+attnviz export "I have a dream" --out figs/
+# a whole file, one grid per layer, as SVG
+attnviz export --input sample_inputs/classic.txt --view layer --image svg --out figs/
+# one interactive page per sentence, with an index.html
+attnviz export --input sample_inputs/classic.txt --image html --out pages/
+"""
+
+
 def export(
     texts: Annotated[
         list[str] | None, typer.Argument(help="Sentences to draw (or use --input FILE).", show_default=False)

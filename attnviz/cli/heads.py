@@ -72,6 +72,16 @@ TextOrFile = Annotated[
 ]
 
 
+EXAMPLES = """
+# the role of every head over a file of sentences
+attnviz heads --input sample_inputs/classic.txt
+# find induction heads with a repeated random sequence
+attnviz heads --probe induction --role induction
+# the 5 most previous-token-like heads, as JSON
+attnviz heads "I have a dream" --sort previous --top 5 --format json
+"""
+
+
 def heads(
     text: TextOrFile = None,
     input_file: Annotated[
@@ -371,20 +381,19 @@ def _title(name: str, sentences: int, count: int) -> str:
 def _print_table(
     everything: list[HeadScore], listed: list[HeadScore], name: str, sentences: int, notes: list[str], role: str | None
 ) -> None:
-    from rich.console import Console
-
     from ..heads import METRICS
     from ..render.heads import render
+    from .console import print_trimmed, stdout_console
 
-    console = Console()
-    width = console.width
     if len(listed) < len(everything):
         which = f" (role {role})" if role else ""
         notes = [
             *notes,
             f"{len(listed)} of {len(everything)} heads listed{which}; --top 0 lists all, --sort KEY orders",
         ]
-    console.print(render(everything, listed, _title(name, sentences, len(everything)), width, METRICS, notes))
+    console = stdout_console()
+    title = _title(name, sentences, len(everything))
+    print_trimmed(console, render(everything, listed, title, console.width, METRICS, notes))
 
 
 def _print_json(

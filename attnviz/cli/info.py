@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from enum import Enum
 from typing import Annotated
 
 import typer
@@ -12,11 +13,27 @@ from ..backends.types import Device
 from .options import DeviceOpt, DModel, Heads, Layers, Model, Seed, TrustRemoteCode, load_model, write_stdout
 
 
+class InfoFormat(str, Enum):
+    TABLE = "table"
+    JSON = "json"
+
+
+EXAMPLES = """
+# the embedded model's family, stacks, layers, heads, maximum length
+attnviz info
+# a model folder, as JSON
+attnviz info --model path/to/model --format json
+"""
+
+
 def info(
     model: Model = "minilm",
     device: DeviceOpt = Device.AUTO,
     trust_remote_code: TrustRemoteCode = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    fmt: Annotated[
+        InfoFormat, typer.Option("--format", "-f", help="table, or json: one object.", rich_help_panel="Output")
+    ] = InfoFormat.TABLE,
+    json_out: Annotated[bool, typer.Option("--json", hidden=True, help="The same as --format json.")] = False,
     layers: Layers = 1,
     d_model: DModel = 512,
     heads: Heads = 8,
@@ -25,11 +42,10 @@ def info(
     """Family, stacks, layers, heads and maximum length of a model."""
     options = dict(trust_remote_code=trust_remote_code, layers=layers, d_model=d_model, heads=heads, seed=seed)
     meta = load_model(model, device=device, **options).info
-    if json_out:
+    if json_out or fmt is InfoFormat.JSON:
         write_stdout(json.dumps(asdict(meta), ensure_ascii=False) + "\n")
         return
-    from rich.console import Console
-
     from ..render.tokens import info_table
+    from .console import print_trimmed, stdout_console
 
-    Console().print(info_table(meta))
+    print_trimmed(stdout_console(), info_table(meta))

@@ -51,7 +51,15 @@ FORMAT_HELP = (
 )
 
 TextArg = Annotated[
-    str, typer.Argument(metavar="TEXT", help="The sentence, or - to read standard input (one sentence per line).")
+    str, typer.Argument(metavar="TEXT", help="The sentence, or - to read one line from standard input.")
+]
+TextsArg = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="TEXT",
+        help="One or more sentences, or - to read standard input (one sentence per line).",
+        show_default=False,
+    ),
 ]
 Model = Annotated[
     str,
@@ -139,7 +147,7 @@ Layer = Annotated[
     typer.Option(
         "--layer",
         "-l",
-        metavar="LAYER",
+        metavar="N|A:B|last|all",
         help="The model's layer numbers: N, -1, A:B (B excluded), lists, 'last' or 'all'.",
         show_default=False,
         rich_help_panel=SELECT_PANEL,
@@ -149,8 +157,19 @@ Head = Annotated[
     str,
     typer.Option(
         "--head",
-        metavar="HEAD",
-        help="N, A:B (B excluded), lists, 'all', or every head combined: 'mean' / 'max'.",
+        metavar="N|A:B|all|mean|max",
+        help="Heads: N, A:B (B excluded), lists, 'all', or every head combined: 'mean' / 'max'.",
+        rich_help_panel=SELECT_PANEL,
+    ),
+]
+HeadOrOverview = Annotated[
+    str | None,
+    typer.Option(
+        "--head",
+        metavar="N|A:B|all|mean|max",
+        help="Heads: N, A:B (B excluded), lists, 'all', or every head combined: 'mean' / 'max'. "
+        "Default: a table shows the layer at a glance (mean map, one line per head); data holds all.",
+        show_default=False,
         rich_help_panel=SELECT_PANEL,
     ),
 ]
@@ -350,14 +369,15 @@ def load_model(model: str, **options: Any) -> Backend:
 
 
 def read_sentences_arg(text: str) -> list[Sentence]:
-    """TEXT itself, or for '-' the sentences on stdin: the rules of `export --input` (tabs, #, BOM)."""
-    from ..inputs import from_arguments, read_sentences
+    """One TEXT argument (explain): the rules of read_texts."""
+    return read_texts([text])
 
-    if text != "-":
-        return from_arguments([text])
-    sentences = read_sentences("-")
+
+def read_texts(texts: list[str]) -> list[Sentence]:
+    """Several TEXT arguments, or '-' alone for stdin; a bad line stops the command."""
+    sentences = sentences_from(texts, None, "no sentence given", 'give one: attnviz show "I have a dream"')
     for sentence in sentences:
-        if sentence.error:  # show/tokens/explain print one result: a bad line stops them
+        if sentence.error:
             raise InputError(sentence.error)
     return sentences
 
@@ -371,10 +391,16 @@ def sentences_from(texts: list[str], input_file: str | None, nothing: str, examp
 
     if texts and input_file is not None:
         raise UsageError("give sentences or --input FILE, not both")
+    if "-" in texts and len(texts) > 1:
+        raise UsageError("'-' reads the sentences from standard input: give it alone", hint="drop the other sentences")
     if input_file is not None or texts == ["-"]:
+        if (input_file or "-") == "-" and sys.stdin.isatty():
+            say("reading", "one sentence per line from the terminal; end with Ctrl-D (Ctrl-Z then Enter on Windows)")
         return read_sentences(input_file or "-")
     if not texts:
         raise UsageError(nothing, hint=example)
+    if len(texts) == 1 and not texts[0].strip():
+        raise InputError("the text is empty", hint="give a sentence, or - to read standard input")
     if not all(t.strip() for t in texts):
         raise InputError("a sentence is empty", hint="give non-empty sentences, or --input FILE")
     return from_arguments(texts)

@@ -57,8 +57,13 @@ def print_notes(results: Sequence[AttentionResult]) -> None:
             say("warning", f"{note}{f' ({r.text[:40]!r})' if len(results) > 1 else ''}")
 
 
-def print_results(results: Sequence[AttentionResult], spec: ViewSpec, fmt: OutputFormat, digits: int) -> None:
-    """Apply the view to each result and print it in `fmt`."""
+def print_results(
+    results: Sequence[AttentionResult], spec: ViewSpec, fmt: OutputFormat, digits: int, glance: bool = False
+) -> None:
+    """Apply the view to each result and print it in `fmt`.
+
+    `glance` (no --head given): a table of plain heads is drawn as the layer at a glance.
+    """
     print_notes(results)
     if fmt is OutputFormat.HTML:  # a page to explore holds every layer unless --layer narrows it
         from ..spec import ALL
@@ -67,7 +72,8 @@ def print_results(results: Sequence[AttentionResult], spec: ViewSpec, fmt: Outpu
     shown = [viewed(r, spec, len(results) > 1) for r in results]
     if fmt in (OutputFormat.TABLE, OutputFormat.HEAT):
         _refuse_signed(shown)
-        _print_terminal(shown, fmt, digits, bars=spec.query is not None)
+        overview = glance and fmt is OutputFormat.TABLE and spec.combine is None and not spec.rollout
+        _print_terminal(shown, fmt, digits, bars=spec.query is not None, overview=overview)
         return
     from .. import saved
 
@@ -97,17 +103,23 @@ def _refuse_signed(results: Sequence[AttentionResult]) -> None:
         )
 
 
-def _print_terminal(shown: list[AttentionResult], fmt: OutputFormat, digits: int, bars: bool) -> None:
-    from rich.console import Console
+def _print_terminal(shown: list[AttentionResult], fmt: OutputFormat, digits: int, bars: bool, overview: bool) -> None:
     from rich.text import Text
 
     from ..render import bars as bar_view
+    from ..render import overview as glance
     from ..render import table
+    from .console import print_trimmed, stdout_console
 
-    console = Console()  # colour only on a terminal (or FORCE_COLOR); NO_COLOR respected
+    console = stdout_console()
     for n, result in enumerate(shown):
         if len(shown) > 1:
             if n:
-                console.print()
-            console.print(Text(f"» {result.text}", style="bold reverse", no_wrap=True, overflow="ellipsis"))
-        console.print(bar_view.render(result, digits) if bars else table.render(result, digits, fmt.value))
+                print_trimmed(console, Text(""))
+            print_trimmed(console, Text(f"» {result.text}", style="bold reverse", no_wrap=True, overflow="ellipsis"))
+        if bars:
+            print_trimmed(console, bar_view.render(result, digits))
+        elif overview:
+            print_trimmed(console, glance.render(result, digits))
+        else:
+            print_trimmed(console, table.render(result, digits, fmt.value))

@@ -17,7 +17,7 @@ from .options import (
     Digits,
     Dpi,
     FormatOrNone,
-    Head,
+    HeadOrOverview,
     HideSpecial,
     ImageOrNone,
     Jobs,
@@ -50,10 +50,19 @@ Out = Annotated[
 ]
 
 
+EXAMPLES = """
+# save once, draw many times without a model
+attnviz show "I have a dream" --layer all --format json > dream.json
+attnviz render dream.json --layer 0 --head mean
+# the saved weights as PNG heatmaps, one grid per layer
+attnviz render dream.json --image png --view layer --out figs/
+"""
+
+
 def render(
     file: FileArg,
     layer: Layer = None,
-    head: Head = "all",
+    head: HeadOrOverview = None,
     stack: StackOpt = None,
     agg: AggOpt = Agg.NONE,
     hide_special: HideSpecial = False,
@@ -82,7 +91,7 @@ def render(
     spec = view_spec(
         stack=stack,
         layer=layer,
-        head=head,
+        head="all" if head is None else head,
         agg=agg,
         words=words,
         hide_special=hide_special,
@@ -128,4 +137,4 @@ def render(
         )
         return
     check_count(fmt, len(results), f"results in {file}")
-    print_results(results, spec, fmt, digits)
+    print_results(results, spec, fmt, digits, glance=head is None)

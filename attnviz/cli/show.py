@@ -13,7 +13,7 @@ from .options import (
     DModel,
     DtypeOpt,
     Format,
-    Head,
+    HeadOrOverview,
     Heads,
     HideSpecial,
     Layer,
@@ -27,7 +27,7 @@ from .options import (
     Source,
     StackOpt,
     Target,
-    TextArg,
+    TextsArg,
     TokenWindowOpt,
     Truncate,
     TrustRemoteCode,
@@ -35,17 +35,28 @@ from .options import (
     Words,
     load_model,
     make_inputs,
-    read_sentences_arg,
+    read_texts,
     view_spec,
 )
 from .output import check_count, check_format, print_results
 
+EXAMPLES = """
+# every head of the last layer, as heat tables
+attnviz show "I have a dream"
+# one head of layer 2, as bars for the query "dream"
+attnviz show "I have a dream" --layer 2 --head 5 --query dream
+# several sentences, one JSON document per line, for jq
+attnviz show "I have a dream" "so do I" --format jsonl | jq .model
+# an interactive page with every layer and head
+attnviz show "I have a dream" --format html > page.html
+"""
+
 
 def show(
-    text: TextArg,
+    texts: TextsArg,
     model: Model = "minilm",
     layer: Layer = None,
-    head: Head = "all",
+    head: HeadOrOverview = None,
     stack: StackOpt = None,
     agg: AggOpt = Agg.NONE,
     hide_special: HideSpecial = False,
@@ -75,7 +86,7 @@ def show(
     spec = view_spec(
         stack=stack,
         layer=layer,
-        head=head,
+        head="all" if head is None else head,
         agg=agg,
         words=words,
         hide_special=hide_special,
@@ -84,8 +95,8 @@ def show(
         query=query,
     )
     check_format(fmt)
-    sentences = read_sentences_arg(text)
-    check_count(fmt, len(sentences), "sentences on standard input")
+    sentences = read_texts(texts)
+    check_count(fmt, len(sentences), "sentences on standard input" if texts == ["-"] else "sentences")
     from ..api import run_batch
 
     backend = load_model(
@@ -102,4 +113,4 @@ def show(
     )
     inputs = make_inputs(sentences, backend, pair, target, source)
     results = run_batch(backend, inputs, batch_size=batch_size, truncate=truncate)
-    print_results([s.tag(r) for s, r in zip(sentences, results)], spec, fmt, digits)
+    print_results([s.tag(r) for s, r in zip(sentences, results)], spec, fmt, digits, glance=head is None)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..backends.types import Device
+from ..backends.types import Device, Inputs
 from .options import (
     DeviceOpt,
     DModel,
@@ -18,11 +18,11 @@ from .options import (
     Seed,
     Source,
     Target,
-    TextArg,
+    TextsArg,
     TrustRemoteCode,
     load_model,
     make_inputs,
-    read_sentences_arg,
+    read_texts,
     write_stdout,
 )
 
@@ -32,15 +32,24 @@ class TokensFormat(str, Enum):
     JSON = "json"
 
 
+EXAMPLES = """
+# the tokens MiniLM sees, with special, word and segment columns
+attnviz tokens "I have a dream"
+# a sentence pair, as JSON with every column
+attnviz tokens "I have a dream" --pair "so do I" --format json
+"""
+
+
 def tokens(
-    text: TextArg,
+    texts: TextsArg,
     model: Model = "minilm",
     pair: Pair = None,
     target: Target = None,
     source: Source = None,
-    fmt: Annotated[TokensFormat, typer.Option("--format", "-f", help="A table, or one JSON line per sentence.")] = (
-        TokensFormat.TABLE
-    ),
+    fmt: Annotated[
+        TokensFormat,
+        typer.Option("--format", "-f", help="table, or json: one line per sentence with every column of the table."),
+    ] = TokensFormat.TABLE,
     device: DeviceOpt = Device.AUTO,
     trust_remote_code: TrustRemoteCode = False,
     d_model: DModel = 512,
@@ -53,16 +62,35 @@ def tokens(
     backend = load_model(
         model, device=device, trust_remote_code=trust_remote_code, d_model=d_model, heads=heads, seed=seed
     )
-    for inputs in make_inputs(read_sentences_arg(text), backend, pair, target, source):
+    from rich.text import Text
+
+    from ..render.tokens import token_records, tokens_table
+    from .console import print_trimmed, stdout_console
+
+    sentences = make_inputs(read_texts(texts), backend, pair, target, source)
+    for inputs in sentences:
         check_text(inputs.text)
-        sequences = backend.tokenize(inputs)
-        if fmt is TokensFormat.JSON:
-            doc = {name: list(toks.texts) for name, toks in sequences.items()}
-            write_stdout(json.dumps({"text": inputs.text, **doc}, ensure_ascii=False) + "\n")
-            continue
-        from rich.console import Console
+    tokenized = [
+        {name: (toks, _texts_of(name, inputs)) for name, toks in backend.tokenize(inputs).items()}
+        for inputs in sentences
+    ]
+    if fmt is TokensFormat.JSON:
+        for inputs, sequences in zip(sentences, tokenized):
+            doc = {name: token_records(toks, sources) for name, (toks, sources) in sequences.items()}
+            write_stdout(json.dumps({"text": inputs.text, **inputs.extras(), **doc}, ensure_ascii=False) + "\n")
+        return
+    console = stdout_console()
+    for inputs, sequences in zip(sentences, tokenized):
+        if len(sentences) > 1:
+            print_trimmed(console, Text(f"» {inputs.text}", style="bold reverse", no_wrap=True, overflow="ellipsis"))
+        for name, (toks, sources) in sequences.items():
+            print_trimmed(console, tokens_table(name, toks, sources))
 
-        from ..render.tokens import tokens_table
 
-        for name, toks in sequences.items():
-            Console().print(tokens_table(name, toks))
+def _texts_of(sequence: str, inputs: Inputs) -> tuple[str, ...]:
+    """The texts a sequence's tokens came from, per segment: sentence A, then B for a pair."""
+    if sequence == "target":
+        return (inputs.target if inputs.target is not None else inputs.text,)
+    if sequence == "source":
+        return (inputs.source or "",)
+    return (inputs.text,) if inputs.pair is None else (inputs.text, inputs.pair)

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 from rich.cells import cell_len
-from rich.color import Color
 from rich.console import Group, RenderableType
 from rich.padding import Padding
 from rich.rule import Rule
@@ -14,12 +13,14 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from ..explain import Explanation, Step
+from ..explain import Explanation, Step, root
 from . import term
+from .bars import bar
 
 SMALL = 16  # value tables are shown for up to this many tokens; beyond that, shapes only
 CELL = 7  # characters per value column, padding included ("-12.34" + gap)
 INDENT = 2
+FIELD = 9  # the opening's labels ("weights  ") and the indent of their continuation lines
 
 
 def _shape(shape: tuple[int, ...]) -> str:
@@ -34,17 +35,11 @@ def _fmt(v: float, digits: int) -> str:
 
 
 def _cell_style(v: float, scale: float, unit: bool) -> Style:
-    """Heat colour: white→blue for weights in [0, 1]; blue←white→red around 0 for signed values."""
+    """The colour scale of `attnviz show` (term.cell_style): weights 0 → scale; signed values −scale → scale, 0 mid."""
     if math.isinf(v):
         return Style(color="grey50")
-    t = min(abs(v) / scale, 1.0) if scale > 0 else 0.0
-    if unit:
-        rgb = (int(255 - 205 * t), int(255 - 155 * t), 255)  # white → blue
-    elif v >= 0:
-        rgb = (255, int(255 - 175 * t), int(255 - 175 * t))  # white → red
-    else:
-        rgb = (int(255 - 175 * t), int(255 - 175 * t), 255)  # white → blue
-    return Style(bgcolor=Color.from_rgb(*rgb), color=Color.from_rgb(*term.text_on(rgb)))
+    t = v / scale if unit else 0.5 + 0.5 * v / scale
+    return term.cell_style(t)
 
 
 def _label(text: str, limit: int = 12) -> str:
@@ -66,7 +61,8 @@ def heat_table(
     fit = max(2, (width - INDENT - label_width - 8) // CELL)
     shown = min(len(columns), fit)
     finite = values[np.isfinite(values)]
-    scale = 1.0 if unit else float(np.abs(finite).max()) if finite.size else 1.0
+    # weights: brightest = the largest shown, as in `show`; signed values: symmetric around 0
+    scale = term.scale_top(finite) if unit else term.scale_top(np.abs(finite))
     table = Table(box=None, padding=(0, 0, 0, 1), show_edge=False, pad_edge=False)
     # Text everywhere, never str: a token like "[CLS]" must not be read as rich markup
     table.add_column(Text(corner), style="bold", no_wrap=True)
@@ -101,8 +97,15 @@ class Lesson:
         self.parts.append(Text(""))
         self.parts.append(Rule(text, align="left", style="dim"))
 
-    def say(self, *chunks: str | tuple[str, str]) -> None:
-        self.parts.append(Padding(Text.assemble(*chunks), (0, 0, 0, INDENT), expand=False))
+    def say(self, *chunks: str | tuple[str, str], indent: int = INDENT) -> None:
+        self.parts.append(Padding(Text.assemble(*chunks), (0, 0, 0, indent), expand=False))
+
+    def field(self, label: str, *chunks: str | tuple[str, str]) -> None:
+        """An opening line: 'text     I · have · a · dream'; an empty label continues the one above."""
+        if label:
+            self.say(f"{label:<{FIELD}}", *chunks)
+        else:
+            self.say(*chunks, indent=INDENT + FIELD)
 
     def table(self, step: Step, caption: str, unit: bool = False, corner: str = "") -> None:
         if not self.small:
@@ -130,23 +133,12 @@ class Lesson:
         self.parts.append(Padding(Group(top, bottom), (0, 0, 0, INDENT), expand=False))
 
 
-def render(e: Explanation, width: int = 80, digits: int = 2) -> RenderableType:
-    """The whole lesson for one layer and head, sized for a terminal `width` columns wide."""
+def render(e: Explanation, width: int = 80, digits: int = 2, color: bool = False) -> RenderableType:
+    """The whole lesson for one layer and head, sized for a terminal `width` columns wide (`color`: add a key)."""
     L = Lesson(e, width, digits)
     h, d, d_k = e.heads, e.d_model, e.d_k
-    Tq, Tk = len(e.query), len(e.key)
     cross = e.source is not None
-    where = f"layer {e.layer} of {e.layers}" if e.layers > 1 or e.model != "scratch" else "one attention layer"
-    L.parts.append(Text.assemble(("Attention, step by step", "bold underline"), f" · {e.model} · {where}"))
-    L.say("text   ", (" · ".join(e.query.texts), "bold"), f"  ({Tq} tokens)")
-    if cross:
-        L.say("source ", (" · ".join(e.key.texts), "bold"), f"  ({Tk} tokens: the keys and values)")
-    L.say("sizes  ", f"B = 1 sentence, T = {Tq} tokens, d_model = {d}, h = {h} heads")
-    L.say("       ", f"d_k = d_model / h = {d} / {h} = {d_k} numbers per head")
-    if L.small:
-        L.say(("Tables show head ", "dim"), (str(e.head), "bold"), (" (pick another with --head N).", "dim"))
-    else:
-        L.say((f"More than {SMALL} tokens: shapes only; --format json gives every value.", "dim"))
+    _opening(L, e, color)
 
     x = e.step("x")
     L.heading("Input X: one row per token", _shape(x.shapes[-1]))
@@ -186,9 +178,12 @@ def render(e: Explanation, width: int = 80, digits: int = 2) -> RenderableType:
     L.table(s, f"S, head {e.head}", corner="query \\ key")
 
     s = e.step("scaled")
-    L.heading(f"Scale by √d_k = √{d_k} = {math.sqrt(d_k):g}", _shape(s.shapes[-1]))
-    L.say(f"Dot products of {d_k} numbers grow like √{d_k}; dividing keeps the softmax from picking one key outright.")
-    L.table(s, f"S / {math.sqrt(d_k):g}, head {e.head}", corner="query \\ key")
+    L.heading(f"Scale by √d_k = {root(d_k)}", _shape(s.shapes[-1]))
+    L.say(
+        f"A sum of {d_k} products spreads out like {root(d_k)} (for numbers of unit size); dividing by it keeps "
+        "the softmax from picking one key outright."
+    )
+    L.table(s, f"S / {math.sqrt(d_k):.4g}, head {e.head}", corner="query \\ key")
 
     s = e.step("masked")
     L.heading("Mask", "none" if e.mask is None else _shape(s.shapes[-1]))
@@ -223,41 +218,108 @@ def render(e: Explanation, width: int = 80, digits: int = 2) -> RenderableType:
     return Group(*L.parts)
 
 
+def _opening(L: Lesson, e: Explanation, color: bool) -> None:
+    """Title, tokens, sizes, where the weights came from (random ones first of all), what the tables show."""
+    h, d, d_k = e.heads, e.d_model, e.d_k
+    Tq, Tk = len(e.query), len(e.key)
+    where = f"layer {e.layer} of {e.layers}" if e.layers > 1 or e.model != "scratch" else "one attention layer"
+    L.parts.append(Text.assemble(("Attention, step by step", "bold underline"), f" · {e.model} · {where}"))
+    L.field("text", (" · ".join(e.query.texts), "bold"), f"  ({Tq} tokens)")
+    specials = _specials(e)
+    if specials:
+        L.field("", (f"{specials}: special tokens the tokenizer adds", "dim"))
+    if e.source is not None:
+        L.field("source", (" · ".join(e.key.texts), "bold"), f"  ({Tk} tokens: the keys and values)")
+    L.field("sizes", f"B = 1 sentence, T = {Tq} tokens, d_model = {d}, h = {h} heads")
+    L.field("", f"d_k = d_model / h = {d} / {h} = {d_k} numbers per head")
+    _weights(L, e)
+    if L.small:
+        L.say(("Tables show head ", "dim"), (str(e.head), "bold"), (" (pick another with --head N).", "dim"))
+        if color:
+            L.say(
+                ("Shading as in attnviz show: dark = low, bright = high; where values can be negative, ", "dim"),
+                ("the middle shade is 0.", "dim"),
+            )
+    else:
+        L.say((f"More than {SMALL} tokens: shapes only; --format json gives every value.", "dim"))
+
+
+def _specials(e: Explanation) -> str:
+    """'[CLS], [SEP]': the special tokens among the queries, each named once."""
+    names = dict.fromkeys(t for i, t in enumerate(e.query.texts) if e.query.is_special(i))
+    return ", ".join(names)
+
+
+def _weights(L: Lesson, e: Explanation) -> None:
+    """Say where W_Q, W_K, W_V, W_O came from; random ones mean the patterns carry no meaning."""
+    w = e.weights
+    if w.random:
+        L.field("weights", (f"random (seed {w.seed}), not trained", "bold yellow"))
+        L.field(
+            "",
+            "The numbers below show the mechanics (shapes, scaling, softmax), nothing learned: "
+            "which token attends to which means nothing about language here. For trained weights: "
+            "--model minilm --layer N, or your own with --weights FILE.",
+        )
+    elif w.source == "file":
+        L.field("weights", ("loaded from ", "bold"), (str(w.file), "bold"), " (--weights)")
+    else:
+        L.field("weights", (f"trained: layer {e.layer} of {e.model}", "bold"))
+        L.field(
+            "",
+            "W_Q, W_K, W_V, W_O are the checkpoint's own, copied into attnviz's MultiHeadAttention, "
+            "so which token attends to which is what the model learned.",
+        )
+
+
 def _pooling(L: Lesson, e: Explanation) -> None:
     p = e.pooling
     Tk = len(e.key)
+    z = f"z({_label(p.token)})"  # the query's output row; v(…) names a key's value row the same way
     L.heading(f"Attention as pooling: query {p.token!r}", f"head {e.head}")
-    L.say(f"Row {p.query} of A weighs the {Tk} keys; the output row is their weighted sum of value vectors.")
+    L.say(
+        f"Row {p.query} of A (counting from 0) weighs the {Tk} keys; the query's output row {z} is their "
+        "weighted sum of value vectors. --query TOKEN picks another query."
+    )
     if Tk > 48:
         L.say(("(too many keys to draw; see --format json)", "dim"))
         return
-    label_width = max(cell_len(_label(t)) for t in e.key.texts)
-    bar_width = max(10, min(40, L.width - INDENT - label_width - 12))
-    bars = Text()
-    for tok, w in zip(e.key.texts, p.weights):
-        n = float(w) * bar_width
-        full = int(n)
-        partial = " ▏▎▍▌▋▊▉"[int((n - full) * 8)]
-        bars.append(term.fit(tok, label_width) + " ", style="bold")
-        bars.append("█" * full + (partial if full < bar_width else ""), style="blue")
-        bars.append(" " * (bar_width - full) + f" {float(w):.{L.digits}f}\n")
-    bars.rstrip()
-    L.parts.append(Padding(bars, (0, 0, 0, INDENT), expand=False))
+    L.parts.append(Padding(_bars(e, L.width, L.digits), (0, 0, 0, INDENT), expand=False))
     terms = [f"{float(w):.{L.digits}f}·v({_label(t, 8)})" for t, w in zip(e.key.texts, p.weights)]
     shown = " + ".join(terms[:6]) + (f" + … ({Tk - 6} more)" if Tk > 6 else "")
-    L.say(("z", "bold"), f"({p.token}) = ", shown)
+    L.say((z, "bold"), " = ", shown)
     if L.small:
         values = np.vstack([p.values, p.output[None], e.step("mixed").head_values[p.query][None]])
-        rows = (*(f"v({t})" for t in e.key.texts), "Σ wⱼ·vⱼ", f"Z[{p.token}]")
+        rows = (*(f"v({t})" for t in e.key.texts), "Σ wⱼ·vⱼ", z)
         columns = e.step("mixed").columns
         table = heat_table(values, rows, columns, L.width, L.digits)
-        L.say((f"value rows, their weighted sum, and Z's row from step {L.numbers['mixed']}", "italic"))
+        L.say(
+            (f"value rows, their weighted sum, and {z} = row {p.query} of Z from step {L.numbers['mixed']}", "italic")
+        )
         L.parts.append(Padding(table, (0, 0, 0, INDENT), expand=False))
-    L.say(f"Σ wⱼ·vⱼ equals Z's row to within {p.max_difference:.1e}.")
+    L.say(f"Σ wⱼ·vⱼ equals {z} to within {p.max_difference:.1e}.")
+
+
+def _bars(e: Explanation, width: int, digits: int) -> Text:
+    """One line per key: token, a bar as long as its weight (a full bar = 1), the weight; coloured as in `show`."""
+    weights = e.pooling.weights
+    label_width = max(cell_len(_label(t)) for t in e.key.texts)
+    bar_width = max(10, min(40, width - INDENT - label_width - 12))
+    top = term.scale_top(weights)
+    lines = Text()
+    for j, (tok, w) in enumerate(zip(e.key.texts, weights)):
+        if j:
+            lines.append("\n")
+        lines.append(term.fit(tok, label_width) + " ", style="dim" if e.key.is_special(j) else "bold")
+        lines.append(bar(float(w), bar_width), style=term.fg_style(0.25 + 0.75 * float(w) / top))
+        lines.append(f" {float(w):.{digits}f}")
+    return lines
 
 
 def _checks(L: Lesson, e: Explanation) -> None:
     L.heading("Checks", "largest difference |Δ|")
+    against = " and transformers' own attention weights" if e.weights.source == "pretrained" else ""
+    L.say(f"The steps above, done one at a time, must match the module's own forward pass{against}:")
     for c in e.checks:
         mark = ("✓", "bold green") if c.ok else ("✗", "bold red")
         L.say(mark, (f" {c.max_difference:.1e}  ", "bold"), c.what, (f" (≤ {c.tolerance:.0e})", "dim"))

@@ -51,20 +51,46 @@ def _value_cells(digits: int, compact: bool) -> int:
     return 1 if digits == 0 else digits + (1 if compact else 2)
 
 
-def _column_widths(key: Tokens, digits: int, compact: bool) -> list[int]:
+def _column_widths(key: Tokens, digits: int, compact: bool, spare: int = 0) -> list[int]:
+    """Cells per key column: the value cell, widened for a header up to FULL_HEADER_CELLS (full
+    layout) and always for a whole special token; `spare` cells then go evenly to headers still cut."""
     cell = _value_cells(digits, compact) + 2  # a space, the value, the marker slot
-    if compact:
-        return [cell] * len(key)
-    return [max(cell, min(cell_len(t), FULL_HEADER_CELLS) + 1) for t in key.texts]
+    wanted = [cell_len(t) + 1 for t in key.labels]  # a blank on the left of each header
+    if compact:  # a compact header may fill its marker slot, which takes the blank of the next one
+        for j in range(len(key)):
+            if key.is_special(j):
+                wanted[j] = cell_len(key.labels[j]) + (j > 0 and cell_len(key.labels[j - 1]) > cell - 1)
+    cap = cell if compact else FULL_HEADER_CELLS + 1
+    widths = [max(cell, want if key.is_special(j) else min(want, cap)) for j, want in enumerate(wanted)]
+    while spare > 0:  # one cell at a time to every header still cut: the shortest get whole first
+        short = [j for j in range(len(widths)) if widths[j] < wanted[j]]
+        if not short:
+            break
+        for j in short[:spare]:
+            widths[j] += 1
+        spare -= min(spare, len(short))
+    return widths
 
 
-def _label_width(query: Tokens, compact: bool) -> int:
+def _label_width(query: Tokens, compact: bool, spare: int = 0) -> int:
+    """Cells of the query label column: the longest label, up to a cap that `spare` cells raise."""
     cap = COMPACT_LABEL_CELLS if compact else FULL_LABEL_CELLS
-    return max(1, min(max((cell_len(t) for t in query.texts), default=1), cap))
+    longest = max((cell_len(t) for t in query.labels), default=1)
+    special = max((cell_len(t) for i, t in enumerate(query.labels) if query.is_special(i)), default=1)
+    return max(1, special, min(longest, cap + max(spare, 0)))
+
+
+def _spare(query: Tokens, key: Tokens, digits: int, compact: bool, width: int) -> tuple[int, int]:
+    """Cells beyond the table's narrowest form: first to the cut headers (cut harder), then the labels."""
+    spare = max(0, width - table_width(query, key, digits, compact))
+    header_extra = min(
+        spare, sum(_column_widths(key, digits, compact, spare)) - sum(_column_widths(key, digits, compact))
+    )
+    return spare - header_extra, header_extra
 
 
 def table_width(query: Tokens, key: Tokens, digits: int, compact: bool) -> int:
-    """Cells one table takes, label column and sentence boundary included."""
+    """Cells one table takes at its narrowest, label column and sentence boundary included."""
     cut = boundary(key.segments)
     return _label_width(query, compact) + 1 + sum(_column_widths(key, digits, compact)) + (cut is not None)
 
@@ -77,25 +103,30 @@ def table_block(
     digits: int = 2,
     compact: bool = False,
     title: str = "",
+    width: int = 0,
 ) -> list[Text]:
-    """One heat table as lines of text; the strongest cell of each row bold and marked ◂."""
-    widths = _column_widths(key, digits, compact)
-    lw = _label_width(query, compact)
+    """One heat table as lines of text; the strongest cell of each row bold and marked ◂.
+
+    Labels cut at first take the cells a `width` wider than the narrowest table leaves.
+    """
+    label_spare, header_spare = _spare(query, key, digits, compact, width)
+    widths = _column_widths(key, digits, compact, header_spare)
+    lw = _label_width(query, compact, label_spare)
     kb = boundary(key.segments)
     qb = boundary(query.segments)
     lines: list[Text] = []
     if title:
-        lines.append(Text(fit(title, table_width(query, key, digits, compact)).rstrip(), style="bold"))
+        lines.append(Text(fit(title, lw + 1 + sum(widths) + (kb is not None)).rstrip(), style="bold"))
     header = Text(" " * (lw + 1))
     room = True  # whether the previous header left a blank before this one
-    for j, (tok, cw) in enumerate(zip(key.texts, widths)):
+    for j, (tok, cw) in enumerate(zip(key.labels, widths)):
         if j == kb:
             header.append("│", style="dim")
             room = True
-        header.append(_header_cell(tok, cw, compact, key.is_special(j), room))
+        header.append(_header_cell(tok, cw, key.is_special(j), room, spill=compact and room))
         room = header.plain.endswith(" ")
     lines.append(header)
-    for i, tok in enumerate(query.texts):
+    for i, tok in enumerate(query.labels):
         if i == qb:
             rule = Text("─" * (lw + 1), style="dim")
             for j, cw in enumerate(widths):
@@ -118,14 +149,15 @@ def table_block(
     return lines
 
 
-def _header_cell(tok: str, cw: int, compact: bool, special: bool, room: bool) -> Text:
-    """A key token right-aligned over its values, never touching the header on its left."""
+def _header_cell(tok: str, cw: int, special: bool, room: bool, spill: bool) -> Text:
+    """A key token right-aligned over its values, never touching the header on its left.
+
+    With `spill` (compact tables) a header may also fill its marker slot, leaving the next
+    header no blank of its own.
+    """
     style = "dim bold" if special else "bold"
     fits = cw - 1 if room else cw - 2  # cells before the marker slot, keeping a blank on the left
-    wide = compact and room  # a compact header may also fill the marker slot
-    if special and cell_len(tok) > (cw if wide else fits):
-        tok = tok.strip("[]<>")  # [CLS] → CLS rather than [CL…
-    if cell_len(tok) > fits and wide:
+    if cell_len(tok) > fits and spill:
         return Text(fit(tok, cw), style=style)
     shown = fit(tok, fits).rstrip() if cell_len(tok) > fits else tok
     return Text(" " * (cw - 1 - cell_len(shown)) + shown + " ", style=style)
@@ -181,7 +213,8 @@ def stack_lines(stack: Stack, width: int, color: bool, digits: int = 2, style: s
         w = stack.weights[li, hi]  # (q, k)
         if layout == "heat":
             return heat.heat_block(w, stack.query, stack.key, vmax, width, color, title)
-        return table_block(w, stack.query, stack.key, vmax, digits, layout == "compact", title)
+        alone = stack.layers * stack.heads == 1  # one table: its labels may use the whole width
+        return table_block(w, stack.query, stack.key, vmax, digits, layout == "compact", title, width if alone else 0)
 
     lines: list[Text] = []
     if stack.layers * stack.heads == 1:

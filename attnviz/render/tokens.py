@@ -2,22 +2,46 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from rich.table import Table
 
 from ..backends.types import ModelInfo
 from ..result import Tokens
 
 
-def tokens_table(name: str, tokens: Tokens) -> Table:
-    """One row per token: index, text, special flag, word index, segment."""
+def token_records(tokens: Tokens, texts: Sequence[str]) -> list[dict[str, Any]]:
+    """Every column of the tokens table, one dict per token; `texts` are the texts per segment."""
+    return [
+        {
+            "index": i,
+            "token": tok,
+            "special": tokens.is_special(i),
+            "word": tokens.word_ids[i] if tokens.word_ids else None,
+            "segment": tokens.segments[i] if tokens.segments else 0,
+            "offsets": list(tokens.offsets[i]) if tokens.offsets else None,
+            "from_text": tokens.source(i, texts),
+        }
+        for i, tok in enumerate(tokens.texts)
+    ]
+
+
+def tokens_table(name: str, tokens: Tokens, texts: Sequence[str]) -> Table:
+    """One row per token: index, text, special flag, word index, segment, and the text it came from."""
     table = Table(title=f"{name} · {len(tokens)} tokens", title_justify="left")
-    for column in ("#", "token", "special", "word", "segment"):
+    for column in ("#", "token", "special", "word", "segment", "from text"):
         table.add_column(column, justify="right" if column in ("#", "word", "segment") else "left")
-    for i, tok in enumerate(tokens.texts):
-        word = tokens.word_ids[i] if tokens.word_ids else None
-        segment = tokens.segments[i] if tokens.segments else 0
-        special = "yes" if tokens.is_special(i) else ""
-        table.add_row(str(i), tok, special, "" if word is None else str(word), str(segment))
+    for row in token_records(tokens, texts):
+        source = row["from_text"]
+        table.add_row(
+            str(row["index"]),
+            row["token"],
+            "yes" if row["special"] else "",
+            "" if row["word"] is None else str(row["word"]),
+            str(row["segment"]),
+            "" if source is None else repr(source) if source != source.strip() else source,
+        )
     return table
 
 

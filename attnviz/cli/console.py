@@ -1,0 +1,53 @@
+"""The console every command prints its tables through, and printing without trailing spaces.
+
+rich pads tables, rules and wrapped text to the full width. On a terminal that is
+invisible; on a pipe it leaves trailing spaces that break `diff`, golden files and
+`grep ' $'`. `print_trimmed` cuts them line by line; in colour a space with a background
+is a drawn cell, so it stays.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.segment import Segment
+
+
+def stdout_console() -> Console:
+    """A rich Console on stdout: colour only on a terminal (or FORCE_COLOR), NO_COLOR respected."""
+    from rich.console import Console
+
+    return Console()
+
+
+def print_trimmed(console: Console, renderable: RenderableType) -> None:
+    """Print `renderable` with no line ending in a space: rich pads wrapped text and tables to the width."""
+    from rich.segment import Segment, Segments
+
+    from ..render.term import has_color
+
+    keep_background = has_color(console)
+    out: list[Segment] = []
+    for line in console.render_lines(renderable, console.options, pad=False):
+        out += _rstrip(line, keep_background)
+        out.append(Segment.line())
+    console.print(Segments(out), end="")
+
+
+def _rstrip(line: list[Segment], keep_background: bool) -> list[Segment]:
+    """The line without trailing spaces; in colour, a space with a background colour is drawn, so it stays."""
+    from rich.segment import Segment
+
+    line = list(line)
+    while line:
+        last = line[-1]
+        if last.control or (keep_background and last.style is not None and last.style.bgcolor is not None):
+            break
+        text = last.text.rstrip(" ")
+        if text:
+            line[-1] = Segment(text, last.style)
+            break
+        line.pop()
+    return line

@@ -1,0 +1,153 @@
+"""The default `show`: one screen that says what every head of a layer does.
+
+Twelve full heat tables do not fit a screen, and most of their cells say "[CLS]". A
+reader first wants the layer at a glance: the mean map, and per head its role, its
+strongest link between real words, and how much of it goes to special tokens. Both fit
+80 × 50 for a short sentence; `--head all` draws every head in full.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.text import Text
+
+from ..result import AttentionResult, Origin, Stack, Tokens
+from . import heat
+from .table import stack_lines, table_block, table_width
+from .term import MARK, block_width, fg_style, fit, has_color, note_lines, ramp, scale_top, side_by_side, wrap_items
+
+LINK_TOKEN_CELLS = 10  # a token in the links column is cut to this
+MEAN_HEAT_CELLS = 64
+GAP = 4  # a long input's mean heatmap: wide enough to read, short enough to leave room
+
+
+def _mean(stack: Stack, li: int) -> np.ndarray:
+    return stack.weights[li].mean(axis=0)  # (H, q, k) → (q, k)
+
+
+def strongest_link(w: np.ndarray, query: Tokens, key: Tokens) -> tuple[int, int] | None:
+    """(query, key) of the largest weight between two real tokens (specials left out), if any."""
+    rows = [i for i in range(len(query)) if not query.is_special(i)]
+    cols = [j for j in range(len(key)) if not key.is_special(j)]
+    if not rows or not cols:
+        return None
+    sub = w[np.ix_(rows, cols)]
+    i, j = np.unravel_index(int(np.argmax(sub)), sub.shape)
+    return rows[int(i)], cols[int(j)]
+
+
+def special_share(w: np.ndarray, query: Tokens, key: Tokens) -> float | None:
+    """Mean weight real query tokens give to special keys; None without specials."""
+    special = np.array([key.is_special(j) for j in range(len(key))], dtype=bool)
+    rows = [i for i in range(len(query)) if not query.is_special(i)]
+    if not special.any() or not rows:
+        return None
+    return float(w[rows][:, special].sum(axis=1).mean())
+
+
+def _head_number(origin: Origin, hi: int) -> str:
+    return str(origin.single) if origin.single is not None else str(hi)
+
+
+def head_lines(stack: Stack, li: int, digits: int, color: bool) -> list[Text]:
+    """One line per head: number, strongest link between real tokens, its weight, share on specials."""
+    shares = [special_share(stack.weights[li, hi], stack.query, stack.key) for hi in range(stack.heads)]
+    show_share = any(s is not None for s in shares)
+    links = []
+    for hi in range(stack.heads):
+        w = stack.weights[li, hi]
+        found = strongest_link(w, stack.query, stack.key)
+        if found is None:
+            links.append(("", "", 0.0))
+        else:
+            links.append((stack.query.labels[found[0]], stack.key.labels[found[1]], float(w[found])))
+    qw = max([cell_len(fit(q, LINK_TOKEN_CELLS).rstrip()) for q, _, _ in links] + [5])
+    kw = max([cell_len(fit(k, LINK_TOKEN_CELLS).rstrip()) for _, k, _ in links] + [3])
+    header = Text("head", style="bold")
+    header.append("  " + "query".rjust(qw) + " → " + "key".ljust(kw) + "  " + "weight", style="bold")
+    if show_share:
+        header.append("  specials", style="bold")
+    lines = [header]
+    for hi, (query, key, v) in enumerate(links):
+        line = Text(_head_number(stack.head_axis[hi], hi).rjust(4))
+        if query:
+            line.append("  " + fit(query, qw, right=True) + " → " + fit(key, kw))
+            line.append("  " + f"{v:.{digits}f}".rjust(6), style=fg_style(v) if color else "")
+        else:
+            line.append("  " + "(no real tokens)".ljust(qw + kw + 3) + "  " + " " * 6)
+        share = shares[hi]
+        if show_share and share is not None:
+            line.append(f"{share:>10.0%}")
+        lines.append(line)
+    return lines
+
+
+def mean_block(stack: Stack, li: int, room: int, width: int, color: bool, digits: int) -> tuple[list[Text], bool]:
+    """The mean of the layer's heads: a heat table, beside the heads (`room`) if one fits there, else
+    across the `width`; a heatmap (True) when no table fits."""
+    w = _mean(stack, li)
+    vmax = scale_top(w[None, None])
+    title = f"mean of {stack.heads} heads"
+    for cells, compact in ((room, False), (room, True), (width, False), (width, True)):
+        if table_width(stack.query, stack.key, digits, compact) <= cells:
+            return table_block(w, stack.query, stack.key, vmax, digits, compact, title, cells), False
+    return heat.heat_block(w, stack.query, stack.key, vmax, min(width, MEAN_HEAT_CELLS), color, title), True
+
+
+def overview_lines(stack: Stack, width: int, color: bool, digits: int = 2) -> list[Text]:
+    """Per layer of the stack: heading, mean map beside the head list, legend, notes."""
+    if stack.heads == 1:  # nothing to summarise: the one map in full
+        return stack_lines(stack, width, color, digits)
+    lines: list[Text] = []
+    for li in range(stack.layers):
+        if li:
+            lines.append(Text(""))
+        heading = f"{stack.name} · {stack.layer_label(li)} · {stack.heads} heads at a glance"
+        lines.append(Text(fit(heading, width).rstrip(), style="bold"))
+        heads = [Text(""), *head_lines(stack, li, digits, color)]  # the blank meets the mean's title
+        block, pooled = mean_block(stack, li, width - GAP - block_width(heads), width, color, digits)
+        lines += side_by_side([block, heads], width, GAP)
+        lines.append(Text(""))
+        lines += _legend(stack, li, pooled, width, color, digits)
+    return lines + note_lines(stack.notes, width)
+
+
+def _legend(stack: Stack, li: int, pooled: bool, width: int, color: bool, digits: int) -> list[Text]:
+    items: list[Text | str] = []
+    if color:
+        items.append(ramp(scale_top(_mean(stack, li)[None, None]), digits, color))
+    if not pooled:
+        items.append(f"{MARK} strongest key in each row")
+    items += [
+        "rows: query tokens, columns: key tokens",
+        "links: the strongest weight between two real tokens of each head",
+        "every head in full: --head all · one head: --head N · another layer: --layer N",
+    ]
+    lines = wrap_items(items, width)
+    if pooled:
+        lines += heat.token_legend(
+            stack.query, width, "tokens" if heat.same_tokens(stack.query, stack.key) else "queries"
+        )
+    return lines
+
+
+class Overview:
+    """Every stack of a result as an overview, drawn to fit the console it is printed on."""
+
+    def __init__(self, result: AttentionResult, digits: int = 2) -> None:
+        self.result, self.digits = result, digits
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for n, stack in enumerate(self.result.stacks):
+            if n:
+                yield Text("")
+            for line in overview_lines(stack, options.max_width, has_color(console), self.digits):
+                line.no_wrap, line.overflow = True, "crop"
+                yield line
+
+
+def render(result: AttentionResult, digits: int = 2) -> RenderableType:
+    """The result's stacks at a glance: mean map and one line per head (see the module doc)."""
+    return Overview(result, digits)
