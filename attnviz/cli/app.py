@@ -42,7 +42,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 for module in (show, render, export, heads, explain, tokens, info):
     app.command(cls=Command, epilog=module.EXAMPLES)(getattr(module, module.__name__.rsplit(".", 1)[-1]))

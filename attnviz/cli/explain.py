@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError
+from .help import LESSON_PANEL
 from .options import (
     Causal,
     DModel,
@@ -21,8 +22,6 @@ from .options import (
     read_sentences_arg,
     write_stdout,
 )
-
-LESSON_PANEL = "Lesson"
 
 
 class ExplainFormat(str, Enum):
@@ -42,7 +41,10 @@ attnviz explain "I have a dream" --format json > steps.json
 
 def explain(
     text: Annotated[
-        str, typer.Argument(help="The sentence to walk through (a few words read best), or - for one line on stdin.")
+        str,
+        typer.Argument(
+            metavar="TEXT", help="The sentence to walk through (a few words read best), or - for one line on stdin."
+        ),
     ],
     model: Annotated[
         str,

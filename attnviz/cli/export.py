@@ -11,6 +11,7 @@ import typer
 
 from ..backends.types import Device, Dtype
 from ..spec import Agg, Annotate, ExportView, ImageFormat
+from .help import IMAGE_PANEL, INPUT_PANEL
 from .images import export_images, export_pages
 from .options import (
     AggOpt,
@@ -64,10 +65,18 @@ attnviz export --input sample_inputs/classic.txt --image html --out pages/
 
 def export(
     texts: Annotated[
-        list[str] | None, typer.Argument(help="Sentences to draw (or use --input FILE).", show_default=False)
+        list[str] | None,
+        typer.Argument(metavar="TEXT", help="Sentences to draw (or use --input FILE).", show_default=False),
     ] = None,
     out: Annotated[
-        Path, typer.Option("--out", "-o", metavar="DIR", help="Folder for the images and manifest.jsonl (created).")
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            metavar="DIR",
+            help="Folder for the images and manifest.jsonl (created).",
+            rich_help_panel=IMAGE_PANEL,
+        ),
     ] = Path("attnviz-images"),
     input_file: Annotated[
         str | None,
@@ -76,6 +85,7 @@ def export(
             "-i",
             metavar="FILE",
             help="File with one sentence per line (- for stdin); a tab starts the pair/target.",
+            rich_help_panel=INPUT_PANEL,
         ),
     ] = None,
     view: ViewOpt = ExportView.HEAD,
@@ -84,7 +94,7 @@ def export(
         typer.Option(
             "--image",
             help="png, svg, pdf: heatmap images; html: one interactive page per sentence and an index.html.",
-            rich_help_panel="Images",
+            rich_help_panel=IMAGE_PANEL,
         ),
     ] = ExportFormat.PNG,
     cmap: Cmap = "viridis",

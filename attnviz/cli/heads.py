@@ -17,6 +17,7 @@ import typer
 from ..backends.types import Device, Dtype
 from ..errors import InputError, UsageError
 from ..spec import ALL, ImageFormat, StackName, ViewSpec
+from .help import INPUT_PANEL, PROBE_PANEL
 from .options import (
     OUTPUT_PANEL,
     SELECT_PANEL,
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
     from ..inputs import Sentence
 
 SAVED_SUFFIXES = (".json", ".jsonl", ".npz")
-PROBE_PANEL = "Induction probe"
 
 
 class HeadsFormat(str, Enum):
@@ -87,7 +87,11 @@ def heads(
     input_file: Annotated[
         str | None,
         typer.Option(
-            "--input", "-i", metavar="FILE", help="Sentences, one per line (- for stdin); metrics are averaged."
+            "--input",
+            "-i",
+            metavar="FILE",
+            help="Sentences, one per line (- for stdin); metrics are averaged.",
+            rich_help_panel=INPUT_PANEL,
         ),
     ] = None,
     probe: Annotated[

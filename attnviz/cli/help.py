@@ -14,17 +14,26 @@ from typing import Any
 from typer import _click as click  # typer's vendored click: the classes its commands are built on
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
-# Panels in the order a reader needs them; the model and scratch-only flags come last.
+# Option panels, in the order a reader needs them: the model and scratch-only flags come last.
+INPUT_PANEL = "Input"
+SELECT_PANEL = "Selection"
+VIEW_PANEL = "View"
+LESSON_PANEL = "Lesson"
+PROBE_PANEL = "Induction probe"
+OUTPUT_PANEL = "Output"
+IMAGE_PANEL = "Images"
+MODEL_PANEL = "Model"
+SCRATCH_PANEL = "Scratch model (--model scratch)"
 PANEL_ORDER = (
-    "Input",
-    "Selection",
-    "View",
-    "Lesson",
-    "Probe",
-    "Output",
-    "Images",
-    "Model",
-    "Scratch model (--model scratch)",
+    INPUT_PANEL,
+    SELECT_PANEL,
+    VIEW_PANEL,
+    LESSON_PANEL,
+    PROBE_PANEL,
+    OUTPUT_PANEL,
+    IMAGE_PANEL,
+    MODEL_PANEL,
+    SCRATCH_PANEL,
     "Options",
 )
 

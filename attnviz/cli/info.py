@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from ..backends.types import Device
+from .help import OUTPUT_PANEL
 from .options import DeviceOpt, DModel, Heads, Layers, Model, Seed, TrustRemoteCode, load_model, write_stdout
 
 
@@ -31,7 +32,7 @@ def info(
     device: DeviceOpt = Device.AUTO,
     trust_remote_code: TrustRemoteCode = False,
     fmt: Annotated[
-        InfoFormat, typer.Option("--format", "-f", help="table, or json: one object.", rich_help_panel="Output")
+        InfoFormat, typer.Option("--format", "-f", help="table, or json: one object.", rich_help_panel=OUTPUT_PANEL)
     ] = InfoFormat.TABLE,
     json_out: Annotated[bool, typer.Option("--json", hidden=True, help="The same as --format json.")] = False,
     layers: Layers = 1,

@@ -17,18 +17,13 @@ import typer
 from ..backends.types import Device, Dtype
 from ..errors import InputError, UsageError
 from ..spec import Agg, Annotate, ExportView, ImageFormat, Indices, StackName, TokenWindow, ViewSpec, parse_head
+from .help import IMAGE_PANEL, MODEL_PANEL, OUTPUT_PANEL, SCRATCH_PANEL, SELECT_PANEL, VIEW_PANEL
 
 if TYPE_CHECKING:
     from ..backends.types import Backend, Inputs
     from ..inputs import Sentence
 
 T = TypeVar("T")
-MODEL_PANEL = "Model"
-SELECT_PANEL = "Selection"
-VIEW_PANEL = "View"
-OUTPUT_PANEL = "Output"
-IMAGE_PANEL = "Images"
-SCRATCH_PANEL = "Scratch model (--model scratch)"
 
 
 class OutputFormat(str, Enum):
@@ -50,9 +45,6 @@ FORMAT_HELP = (
     "html: an interactive page, every layer unless --layer narrows it (redirect it: > page.html)."
 )
 
-TextArg = Annotated[
-    str, typer.Argument(metavar="TEXT", help="The sentence, or - to read one line from standard input.")
-]
 TextsArg = Annotated[
     list[str],
     typer.Argument(

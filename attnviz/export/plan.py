@@ -113,7 +113,7 @@ def plan(result: AttentionResult, stem: str, base: dict[str, Any], view: ExportV
     for s in result.stacks:
         if s.kind is MapKind.SIGNED:
             raise SelectionError(f"the {s.name} maps are signed, and heatmap images draw 0..vmax only")
-        q, k = s.query.texts, s.key.texts
+        q, k = s.query.labels, s.key.labels  # what a reader should see: byte-level BPE decoded
         caption = "\n".join((*result.notes, *s.notes))
 
         def item(

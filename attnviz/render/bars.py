@@ -41,7 +41,7 @@ def bars_block(
     keep = list(range(k))
     if k > MAX_KEYS:
         keep = sorted(np.argsort(-row, kind="stable")[:TOP_KEYS].tolist())
-    lw = max(1, min(max((cell_len(stack.key.texts[j]) for j in keep), default=1), LABEL_CELLS))
+    lw = max(1, min(max((cell_len(stack.key.labels[j]) for j in keep), default=1), LABEL_CELLS))
     vw = len(f"{1:.{digits}f}")
     strongest = int(np.argmax(row))
     cut = boundary(stack.key.segments)
@@ -55,7 +55,7 @@ def bars_block(
         top = j == strongest
         v = float(row[j])
         line = Text()
-        line.append(fit(stack.key.texts[j], lw) + " ", style="dim" if stack.key.is_special(j) else "")
+        line.append(fit(stack.key.labels[j], lw) + " ", style="dim" if stack.key.is_special(j) else "")
         line.append(bar(v / vmax, BAR_CELLS), style=fg_style(0.25 + 0.75 * v / vmax) if color else "")
         line.append(" " + f"{v:.{digits}f}".rjust(vw) + (MARK if top else ""), style="bold" if top else "")
         lines.append(line)
@@ -75,7 +75,7 @@ def _title(stack: Stack, li: int, hi: int) -> str:
 def stack_bar_lines(stack: Stack, width: int, color: bool, digits: int = 2) -> list[Text]:
     """Bars of every (layer, head) of a stack that holds exactly one query row."""
     vmax = scale_top(stack.weights)
-    q = stack.query.texts[0]
+    q = stack.query.labels[0]
     lines = [
         Text(
             fit(f"{stack.name} · {stack.layers_label()} · query {q!r}: its weight on each key", width).rstrip(),

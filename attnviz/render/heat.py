@@ -145,7 +145,7 @@ def token_legend(tokens: Tokens, width: int, label: str = "tokens") -> list[Text
     """'tokens: 0 [CLS]  1 i  2 have …' wrapped to `width`, '│' where sentence B starts."""
     cut = boundary(tokens.segments)
     entries = []
-    for i, text in enumerate(tokens.texts):
+    for i, text in enumerate(tokens.labels):
         shown = fit(text, LEGEND_TOKEN_CELLS).rstrip() or "␣"
         entries.append(("│ " if i == cut else "") + f"{i} {shown}")
     lines: list[Text] = []

@@ -33,7 +33,7 @@ def _asset(name: str) -> str:
 def _tokens(tokens: Tokens) -> dict[str, Any]:
     n = len(tokens)
     return {
-        "texts": list(tokens.texts),
+        "texts": list(tokens.labels),  # as a reader should see them (tokentext.label)
         "special": [tokens.is_special(i) for i in range(n)],
         "word_ids": list(tokens.word_ids) if tokens.word_ids else [None] * n,
         "segments": list(tokens.segments) if tokens.segments else [0] * n,

@@ -32,6 +32,7 @@ from .term import (
 FULL_HEADER_CELLS = 10  # a full-size table widens a column for a key token up to this
 FULL_LABEL_CELLS = 14
 COMPACT_LABEL_CELLS = 8
+HEAT_TILE_CELLS = 36  # the narrowest heatmap worth tiling side by side
 STYLES = ("table", "heat")
 
 
@@ -208,11 +209,12 @@ def stack_lines(stack: Stack, width: int, color: bool, digits: int = 2, style: s
     vmax = scale_top(stack.weights)
     layout = _layout(stack, width, digits, style)
     by_layer = stack.heads == 1 and stack.layers > 1
+    tile = heat_tile_width(stack.layers if by_layer else stack.heads, width)
 
     def block(li: int, hi: int, title: str) -> list[Text]:
         w = stack.weights[li, hi]  # (q, k)
         if layout == "heat":
-            return heat.heat_block(w, stack.query, stack.key, vmax, width, color, title)
+            return heat.heat_block(w, stack.query, stack.key, vmax, tile, color, title)
         alone = stack.layers * stack.heads == 1  # one table: its labels may use the whole width
         return table_block(w, stack.query, stack.key, vmax, digits, layout == "compact", title, width if alone else 0)
 
@@ -232,19 +234,26 @@ def stack_lines(stack: Stack, width: int, color: bool, digits: int = 2, style: s
             blocks = [block(li, hi, stack.head_label(hi)) for hi in range(stack.heads)]
             lines += side_by_side(blocks, width)
     lines.append(Text(""))
-    lines += _legend_lines(stack, layout, style, vmax, width, color, digits)
+    lines += _legend_lines(stack, layout, style, vmax, width, tile, color, digits)
     return lines
 
 
+def heat_tile_width(blocks: int, width: int, gap: int = 3) -> int:
+    """Cells for each of `blocks` heatmaps: as many side by side as stay HEAT_TILE_CELLS wide, so
+    a long input's twelve heads tile a wide terminal instead of stacking twelve full-width maps."""
+    per_row = min(blocks, max(1, (width + gap) // (HEAT_TILE_CELLS + gap)))
+    return width if per_row == 1 else (width - gap * (per_row - 1)) // per_row
+
+
 def _legend_lines(
-    stack: Stack, layout: str, style: str, vmax: float, width: int, color: bool, digits: int
+    stack: Stack, layout: str, style: str, vmax: float, width: int, tile: int, color: bool, digits: int
 ) -> list[Text]:
     q, k = stack.weights.shape[2:]
     items: list[Text | str] = []
     if layout == "heat":
         items.append(ramp(vmax, digits, color))
         items.append("rows: query tokens, columns: key tokens")
-        pooled = heat.pooled_note(q, k, width, boundary(stack.key.segments))
+        pooled = heat.pooled_note(q, k, tile, boundary(stack.key.segments))
         if pooled:
             items.append(pooled)
         if style == "table":

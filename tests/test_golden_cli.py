@@ -1,0 +1,58 @@
+"""What a newcomer sees, pinned at 80 and 120 columns: every --help, the default show, a long
+input, explain's opening. On a pipe no line ends in a space. UPDATE_GOLDEN=1 rewrites them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from harness import check_golden, run
+
+COMMANDS = ("", "show", "render", "export", "heads", "explain", "tokens", "info")
+WIDTHS = ("80", "120")
+LONG = " ".join((Path(__file__).parent.parent / "sample_inputs" / "long.txt").read_text().split() * 2)  # ~300 tokens
+
+
+def no_trailing_spaces(text: str) -> None:
+    assert not [line for line in text.splitlines() if line.endswith(" ")]
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help(command, width):
+    out = run(*([command] if command else []), "--help", env={"COLUMNS": width})
+    assert out.code == 0 and out.stderr == ""
+    text = out.stdout
+    no_trailing_spaces(text)
+    assert not re.search(r"<(str|int|float|list|bool)[^>]*>|\{\w+\}", text), "a Python type leaks into --help"
+    assert "..." not in text.replace("TEXT...", "").replace("[ARGS]...", "")  # no cut summaries
+    assert "Examples:" in text and "attnviz " in text.split("Examples:")[1]
+    check_golden(f"help-{command or 'attnviz'}-{width}", text)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_default_show(width):
+    out = run("show", "I have a dream", env={"COLUMNS": width})
+    no_trailing_spaces(out.stdout)
+    assert len(out.stdout.splitlines()) <= 50
+    check_golden(f"show-default-{width}", out.stdout)
+
+
+def test_long_input_uses_the_width():
+    """300 tokens at 120 columns: the glance fits a screen, and --head all tiles the heatmaps."""
+    glance = run("show", LONG, env={"COLUMNS": "120"})
+    assert glance.code == 0, glance.stderr
+    no_trailing_spaces(glance.stdout)
+    check_golden("show-long-120", glance.stdout)
+    every = run("show", LONG, "--head", "all", env={"COLUMNS": "120"}).stdout
+    assert any(line.startswith("head 0") and "head 2" in line for line in every.splitlines())  # side by side
+    assert len(every.splitlines()) < 200
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_explain_opening(width):
+    out = run("explain", "I have a dream", env={"COLUMNS": width})
+    no_trailing_spaces(out.stdout)
+    opening = "\n".join(out.stdout.splitlines()[:14]) + "\n"
+    check_golden(f"explain-opening-{width}", opening)
