@@ -387,7 +387,7 @@ def sentences_from(texts: list[str], input_file: str | None, nothing: str, examp
         raise UsageError("'-' reads the sentences from standard input: give it alone", hint="drop the other sentences")
     if input_file is not None or texts == ["-"]:
         if (input_file or "-") == "-" and sys.stdin.isatty():
-            say("reading", "one sentence per line from the terminal; end with Ctrl-D (Ctrl-Z then Enter on Windows)")
+            say("reading", "sentences from the terminal, one per line; end with Ctrl-D")
         return read_sentences(input_file or "-")
     if not texts:
         raise UsageError(nothing, hint=example)

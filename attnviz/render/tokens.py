@@ -57,10 +57,10 @@ def info_table(meta: ModelInfo) -> Table:
         ("layers", ", ".join(f"{k} {v}" for k, v in meta.layers.items())),
         ("heads", str(meta.heads)),
         ("d_model", str(meta.d_model)),
-        ("vocabulary", str(meta.vocab_size)),
+        ("vocabulary", str(meta.vocab_size) if meta.vocab_size else "open"),
         ("max positions", str(meta.max_positions) if meta.max_positions else "unbounded"),
-        ("path", meta.path),
     ]
+    rows += [("path", meta.path)] if meta.path else []
     rows += [(k, str(v)) for k, v in meta.extra.items()]
     for key, value in rows:
         table.add_row(key, value)
