@@ -160,3 +160,14 @@ def test_truncation_warning_goes_to_stderr_and_data_stays_clean():
     shown = run("show", "word " * 600, "--truncate", "--format", "json", "--head", "mean")
     assert shown.code == 0 and shown.stderr.startswith("warning: input truncated to 512 tokens")
     assert len(shown.json()["stacks"][0]["query"]["tokens"]) == 512
+
+
+def test_a_15_token_mean_keeps_its_numbers_and_whole_specials_at_80_columns():
+    """The tight table (no blank before a value) comes before the heatmap."""
+    out = run("show", "The quick brown fox jumps over the lazy dog while the cat sleeps", "--head", "mean").stdout
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    header = lines[1]
+    assert header.split()[0] == "[CLS]" and header.split()[-1] == "[SEP]"  # specials whole
+    assert sum(line.startswith("the ") for line in lines) == 3  # three rows for 'the', with numbers
+    assert all(line.count(".") == 15 for line in lines[2:17])

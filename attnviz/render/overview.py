@@ -15,7 +15,7 @@ from rich.text import Text
 
 from ..result import AttentionResult, Origin, Stack, Tokens
 from . import heat
-from .table import stack_lines, table_block, table_width
+from .table import TIGHT, stack_lines, table_block, table_width
 from .term import MARK, block_width, fg_style, fit, has_color, note_lines, ramp, scale_top, side_by_side, wrap_items
 
 LINK_TOKEN_CELLS = 10  # a token in the links column is cut to this
@@ -90,7 +90,7 @@ def mean_block(stack: Stack, li: int, room: int, width: int, color: bool, digits
     w = _mean(stack, li)
     vmax = scale_top(w[None, None])
     title = f"mean of {stack.heads} heads"
-    for cells, compact in ((room, False), (room, True), (width, False), (width, True)):
+    for cells, compact in ((room, 0), (room, 1), (width, 0), (width, 1), (width, TIGHT)):
         if table_width(stack.query, stack.key, digits, compact) <= cells:
             return table_block(w, stack.query, stack.key, vmax, digits, compact, title, cells), False
     return heat.heat_block(w, stack.query, stack.key, vmax, min(width, MEAN_HEAT_CELLS), color, title), True

@@ -32,6 +32,7 @@ from .term import (
 FULL_HEADER_CELLS = 10  # a full-size table widens a column for a key token up to this
 FULL_LABEL_CELLS = 14
 COMPACT_LABEL_CELLS = 8
+TIGHT = 2  # the densest table (see _column_widths); 0 and 1 are full and compact (bool works)
 HEAT_TILE_CELLS = 36  # the narrowest heatmap worth tiling side by side
 STYLES = ("table", "heat")
 
@@ -52,15 +53,15 @@ def _value_cells(digits: int, compact: bool) -> int:
     return 1 if digits == 0 else digits + (1 if compact else 2)
 
 
-def _column_widths(key: Tokens, digits: int, compact: bool, spare: int = 0) -> list[int]:
+def _column_widths(key: Tokens, digits: int, compact: int, spare: int = 0) -> list[int]:
     """Cells per key column: the value cell, widened for a header up to FULL_HEADER_CELLS (full
-    layout) and always for a whole special token; `spare` cells then go evenly to headers still cut."""
-    cell = _value_cells(digits, compact) + 2  # a space, the value, the marker slot
+    layout) and always for a whole special token; `spare` cells then go evenly to headers still cut.
+
+    `compact` is a density: 0 full, 1 compact, TIGHT drops the blank before each value (the
+    marker slot on its left still parts them), so 15-token maps keep their numbers at 80 columns.
+    """
+    cell = _value_cells(digits, bool(compact)) + (1 if compact >= TIGHT else 2)  # [a space,] value, marker slot
     wanted = [cell_len(t) + 1 for t in key.labels]  # a blank on the left of each header
-    if compact:  # a compact header may fill its marker slot, which takes the blank of the next one
-        for j in range(len(key)):
-            if key.is_special(j):
-                wanted[j] = cell_len(key.labels[j]) + (j > 0 and cell_len(key.labels[j - 1]) > cell - 1)
     cap = cell if compact else FULL_HEADER_CELLS + 1
     widths = [max(cell, want if key.is_special(j) else min(want, cap)) for j, want in enumerate(wanted)]
     while spare > 0:  # one cell at a time to every header still cut: the shortest get whole first
@@ -73,7 +74,7 @@ def _column_widths(key: Tokens, digits: int, compact: bool, spare: int = 0) -> l
     return widths
 
 
-def _label_width(query: Tokens, compact: bool, spare: int = 0) -> int:
+def _label_width(query: Tokens, compact: int, spare: int = 0) -> int:
     """Cells of the query label column: the longest label, up to a cap that `spare` cells raise."""
     cap = COMPACT_LABEL_CELLS if compact else FULL_LABEL_CELLS
     longest = max((cell_len(t) for t in query.labels), default=1)
@@ -81,7 +82,7 @@ def _label_width(query: Tokens, compact: bool, spare: int = 0) -> int:
     return max(1, special, min(longest, cap + max(spare, 0)))
 
 
-def _spare(query: Tokens, key: Tokens, digits: int, compact: bool, width: int) -> tuple[int, int]:
+def _spare(query: Tokens, key: Tokens, digits: int, compact: int, width: int) -> tuple[int, int]:
     """Cells beyond the table's narrowest form: first to the cut headers (cut harder), then the labels."""
     spare = max(0, width - table_width(query, key, digits, compact))
     header_extra = min(
@@ -90,7 +91,7 @@ def _spare(query: Tokens, key: Tokens, digits: int, compact: bool, width: int) -
     return spare - header_extra, header_extra
 
 
-def table_width(query: Tokens, key: Tokens, digits: int, compact: bool) -> int:
+def table_width(query: Tokens, key: Tokens, digits: int, compact: int) -> int:
     """Cells one table takes at its narrowest, label column and sentence boundary included."""
     cut = boundary(key.segments)
     return _label_width(query, compact) + 1 + sum(_column_widths(key, digits, compact)) + (cut is not None)
@@ -102,7 +103,7 @@ def table_block(
     key: Tokens,
     vmax: float,
     digits: int = 2,
-    compact: bool = False,
+    compact: int = 0,
     title: str = "",
     width: int = 0,
 ) -> list[Text]:
@@ -124,7 +125,8 @@ def table_block(
         if j == kb:
             header.append("│", style="dim")
             room = True
-        header.append(_header_cell(tok, cw, key.is_special(j), room, spill=compact and room))
+        # a compact header may fill its marker slot; a tight table has no blank to spare
+        header.append(_header_cell(tok, cw, key.is_special(j), room, spill=compact == 1))
         room = header.plain.endswith(" ")
     lines.append(header)
     for i, tok in enumerate(query.labels):
@@ -141,7 +143,7 @@ def table_block(
             if j == kb:
                 line.append("│", style="dim")
             top = j == strongest
-            value = format_value(float(row[j]), digits, compact)
+            value = format_value(float(row[j]), digits, bool(compact))
             line.append(
                 value.rjust(cw - 1) + (MARK if top else " "),
                 style=cell_style(float(row[j]) / vmax, bold=top),
@@ -153,13 +155,14 @@ def table_block(
 def _header_cell(tok: str, cw: int, special: bool, room: bool, spill: bool) -> Text:
     """A key token right-aligned over its values, never touching the header on its left.
 
-    With `spill` (compact tables) a header may also fill its marker slot, leaving the next
-    header no blank of its own.
+    `room`: the previous header left this column's first cell blank. With `spill` (compact
+    tables) a header may also fill its marker slot, which takes the next header's room.
     """
     style = "dim bold" if special else "bold"
-    fits = cw - 1 if room else cw - 2  # cells before the marker slot, keeping a blank on the left
-    if cell_len(tok) > fits and spill:
-        return Text(fit(tok, cw), style=style)
+    left = 0 if room else 1  # a blank of its own when the previous header took the shared one
+    if cell_len(tok) > cw - 1 - left and spill:
+        return Text(" " * left + fit(tok, cw - left), style=style)
+    fits = cw - 1 - left  # cells before the marker slot
     shown = fit(tok, fits).rstrip() if cell_len(tok) > fits else tok
     return Text(" " * (cw - 1 - cell_len(shown)) + shown + " ", style=style)
 
@@ -193,7 +196,7 @@ class AttentionView:
 
 
 def _layout(stack: Stack, width: int, digits: int, style: str) -> str:
-    """'full', 'compact' or 'heat': the most readable layout whose one block fits `width`."""
+    """'full', 'compact', 'tight' or 'heat': the most readable layout whose one block fits `width`."""
     if style == "heat":
         return "heat"
     single = stack.layers * stack.heads == 1
@@ -201,6 +204,8 @@ def _layout(stack: Stack, width: int, digits: int, style: str) -> str:
         return "full"
     if table_width(stack.query, stack.key, digits, compact=True) <= width:
         return "compact"
+    if table_width(stack.query, stack.key, digits, compact=TIGHT) <= width:
+        return "tight"
     return "heat"
 
 
@@ -216,7 +221,8 @@ def stack_lines(stack: Stack, width: int, color: bool, digits: int = 2, style: s
         if layout == "heat":
             return heat.heat_block(w, stack.query, stack.key, vmax, tile, color, title)
         alone = stack.layers * stack.heads == 1  # one table: its labels may use the whole width
-        return table_block(w, stack.query, stack.key, vmax, digits, layout == "compact", title, width if alone else 0)
+        density = {"full": 0, "compact": 1, "tight": TIGHT}[layout]
+        return table_block(w, stack.query, stack.key, vmax, digits, density, title, width if alone else 0)
 
     lines: list[Text] = []
     if stack.layers * stack.heads == 1:
