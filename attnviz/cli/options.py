@@ -145,22 +145,16 @@ Layer = Annotated[
         rich_help_panel=SELECT_PANEL,
     ),
 ]
+HEAD_HELP = "Heads: N, A:B (B excluded), lists, 'all', or every head combined: 'mean' / 'max'."
 Head = Annotated[
-    str,
-    typer.Option(
-        "--head",
-        metavar="N|A:B|all|mean|max",
-        help="Heads: N, A:B (B excluded), lists, 'all', or every head combined: 'mean' / 'max'.",
-        rich_help_panel=SELECT_PANEL,
-    ),
+    str, typer.Option("--head", metavar="N|A:B|all|mean|max", help=HEAD_HELP, rich_help_panel=SELECT_PANEL)
 ]
-HeadOrOverview = Annotated[
+HeadOrOverview = Annotated[  # show and render: no --head means the layer at a glance
     str | None,
     typer.Option(
         "--head",
         metavar="N|A:B|all|mean|max",
-        help="Heads: N, A:B (B excluded), lists, 'all', or every head combined: 'mean' / 'max'. "
-        "Default: a table shows the layer at a glance (mean map, one line per head); data holds all.",
+        help=HEAD_HELP + " Default: a table shows the layer at a glance (mean map, one line per head); data holds all.",
         show_default=False,
         rich_help_panel=SELECT_PANEL,
     ),

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 from rich.cells import cell_len
-from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.console import RenderableType
 from rich.text import Text
 
 from ..result import AttentionResult, Stack
-from .term import EIGHTHS, MARK, boundary, fg_style, fit, has_color, note_lines, scale_top, side_by_side
+from .term import EIGHTHS, MARK, StackLines, boundary, fg_style, fit, note_lines, scale_top, side_by_side
 
 BAR_CELLS = 16
 LABEL_CELLS = 10
@@ -94,21 +94,6 @@ def stack_bar_lines(stack: Stack, width: int, color: bool, digits: int = 2) -> l
     return lines
 
 
-class QueryBars:
-    """A one-query result drawn as bars that fit the console."""
-
-    def __init__(self, result: AttentionResult, digits: int = 2) -> None:
-        self.result, self.digits = result, digits
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        for n, stack in enumerate(self.result.stacks):
-            if n:
-                yield Text("")
-            for line in stack_bar_lines(stack, options.max_width, has_color(console), self.digits):
-                line.no_wrap, line.overflow = True, "crop"
-                yield line
-
-
 def render(result: AttentionResult, digits: int = 2) -> RenderableType:
     """Bars for a result whose stacks each hold one query row (see views.query_view)."""
-    return QueryBars(result, digits)
+    return StackLines(result, lambda stack, width, color: stack_bar_lines(stack, width, color, digits))

@@ -10,13 +10,24 @@ from __future__ import annotations
 
 import numpy as np
 from rich.cells import cell_len
-from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.console import RenderableType
 from rich.text import Text
 
 from ..result import AttentionResult, Origin, Stack, Tokens
 from . import heat
 from .table import TIGHT, stack_lines, table_block, table_width
-from .term import MARK, block_width, fg_style, fit, has_color, note_lines, ramp, scale_top, side_by_side, wrap_items
+from .term import (
+    MARK,
+    StackLines,
+    block_width,
+    fg_style,
+    fit,
+    note_lines,
+    ramp,
+    scale_top,
+    side_by_side,
+    wrap_items,
+)
 
 LINK_TOKEN_CELLS = 10  # a token in the links column is cut to this
 MEAN_HEAT_CELLS = 64
@@ -133,21 +144,6 @@ def _legend(stack: Stack, li: int, pooled: bool, width: int, color: bool, digits
     return lines
 
 
-class Overview:
-    """Every stack of a result as an overview, drawn to fit the console it is printed on."""
-
-    def __init__(self, result: AttentionResult, digits: int = 2) -> None:
-        self.result, self.digits = result, digits
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        for n, stack in enumerate(self.result.stacks):
-            if n:
-                yield Text("")
-            for line in overview_lines(stack, options.max_width, has_color(console), self.digits):
-                line.no_wrap, line.overflow = True, "crop"
-                yield line
-
-
 def render(result: AttentionResult, digits: int = 2) -> RenderableType:
     """The result's stacks at a glance: mean map and one line per head (see the module doc)."""
-    return Overview(result, digits)
+    return StackLines(result, lambda stack, width, color: overview_lines(stack, width, color, digits))

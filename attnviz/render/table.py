@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 from rich.cells import cell_len
-from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.console import RenderableType
 from rich.text import Text
 
 from ..result import AttentionResult, Stack, Tokens
 from . import heat
 from .term import (
     MARK,
+    StackLines,
     boundary,
     cell_style,
     fit,
-    has_color,
     note_lines,
     ramp,
     scale_top,
@@ -177,24 +177,6 @@ def _heading(stack: Stack, li: int | None, hi: int | None) -> str:
     return " · ".join(parts)
 
 
-class AttentionView:
-    """Every stack of a (selected) result, drawn to fit the console it is printed on."""
-
-    def __init__(self, result: AttentionResult, digits: int = 2, style: str = "table") -> None:
-        if style not in STYLES:
-            raise ValueError(f"style must be one of {STYLES}")
-        self.result, self.digits, self.style = result, digits, style
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        width = options.max_width
-        for n, stack in enumerate(self.result.stacks):
-            if n:
-                yield Text("")
-            for line in stack_lines(stack, width, has_color(console), self.digits, self.style):
-                line.no_wrap, line.overflow = True, "crop"
-                yield line
-
-
 def _layout(stack: Stack, width: int, digits: int, style: str) -> str:
     """'full', 'compact', 'tight' or 'heat': the most readable layout whose one block fits `width`."""
     if style == "heat":
@@ -280,4 +262,6 @@ def _legend_lines(
 
 def render(result: AttentionResult, digits: int = 2, style: str = "table") -> RenderableType:
     """The result's stacks as heat tables ('table': heatmaps when too wide) or heatmaps ('heat')."""
-    return AttentionView(result, digits, style)
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}")
+    return StackLines(result, lambda stack, width, color: stack_lines(stack, width, color, digits, style))

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import math
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.cells import cell_len, set_cell_size
 from rich.color import Color
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.style import Style
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from ..result import AttentionResult, Stack
 
 # viridis sampled at 11 even stops (matplotlib's values, rounded): perceptually uniform,
 # readable for the common colour-vision deficiencies, dark = low and bright = high
@@ -188,3 +192,19 @@ def boundary(segments: Sequence[int]) -> int | None:
         if segments[i] != segments[i - 1]:
             return i
     return None
+
+
+class StackLines:
+    """Each stack of a result as the lines `draw(stack, width, color)` makes, a blank line
+    between stacks, every line cropped to the console it is printed on."""
+
+    def __init__(self, result: AttentionResult, draw: Callable[[Stack, int, bool], list[Text]]) -> None:
+        self.result, self.draw = result, draw
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for n, stack in enumerate(self.result.stacks):
+            if n:
+                yield Text("")
+            for line in self.draw(stack, options.max_width, has_color(console)):
+                line.no_wrap, line.overflow = True, "crop"
+                yield line
