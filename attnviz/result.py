@@ -116,10 +116,11 @@ class Tokens:
     word_ids: tuple[int | None, ...] = ()  # word index per token (None for specials)
     segments: tuple[int, ...] = ()  # 0 = sentence A, 1 = sentence B (pairs); empty = all A
     offsets: tuple[tuple[int, int], ...] = ()  # (start, end) characters
+    sources: tuple[str | None, ...] = ()  # the characters behind each token (None: specials); empty: unknown
 
     def __post_init__(self) -> None:
         n = len(self.texts)
-        for name in ("special", "word_ids", "segments", "offsets"):
+        for name in ("special", "word_ids", "segments", "offsets", "sources"):
             value = getattr(self, name)
             if value and len(value) != n:
                 raise ValueError(f"Tokens.{name} has {len(value)} entries for {n} tokens")
@@ -132,8 +133,10 @@ class Tokens:
 
     @cached_property
     def labels(self) -> tuple[str, ...]:
-        """The tokens as a reader should see them (tokentext.label): 'Ġdream' → 'dream'."""
-        return tuple(label(t) for t in self.texts)
+        """The tokens as a reader should see them (tokentext.label): 'Ġdream' → 'dream', and an
+        unknown token with what it replaced, '[UNK:☃]'."""
+        sources = self.sources or (None,) * len(self.texts)
+        return tuple(label(t, source) for t, source in zip(self.texts, sources))
 
     def source(self, i: int, texts: Sequence[str]) -> str | None:
         """The characters token i came from, in texts[its segment]; None for specials or unknown offsets."""
@@ -151,6 +154,7 @@ class Tokens:
             word_ids=tuple(self.word_ids[i] for i in index) if self.word_ids else (),
             segments=tuple(self.segments[i] for i in index) if self.segments else (),
             offsets=tuple(self.offsets[i] for i in index) if self.offsets else (),
+            sources=tuple(self.sources[i] for i in index) if self.sources else (),
         )
 
 
@@ -338,7 +342,7 @@ def _origin_from_json(value: Any, schema: str) -> Origin:
 
 def _tokens_to_json(tokens: Tokens) -> dict[str, Any]:
     doc: dict[str, Any] = {"tokens": list(tokens.texts)}
-    for name in ("special", "word_ids", "segments"):
+    for name in ("special", "word_ids", "segments", "sources"):
         if getattr(tokens, name):
             doc[name] = list(getattr(tokens, name))
     if tokens.offsets:
@@ -353,6 +357,7 @@ def _tokens_from_json(doc: dict[str, Any]) -> Tokens:
         word_ids=tuple(None if w is None else int(w) for w in doc.get("word_ids", ())),
         segments=tuple(int(s) for s in doc.get("segments", ())),
         offsets=tuple((int(a), int(b)) for a, b in doc.get("offsets", ())),
+        sources=tuple(None if t is None else str(t) for t in doc.get("sources", ())),
     )
 
 

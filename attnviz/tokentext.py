@@ -51,9 +51,15 @@ def surface(token: str) -> str:
 _WHITESPACE = str.maketrans({" ": "␣", "\n": "⏎", "\t": "⇥"})
 
 
-def label(token: str) -> str:
+UNKNOWN = frozenset({"[UNK]", "<unk>", "<UNK>", "<|unk|>"})  # the tokenizers' "not in my vocabulary"
+
+
+def label(token: str, source: str | None = None) -> str:
     """A token as a reader should see it: 'Ġdream' → 'dream', 'ï¼Į' → '，', '▁the' → 'the', '##ing'
-    stays; a token of only whitespace shows it (␣ ⏎ ⇥) rather than nothing, newlines always."""
+    stays; a token of only whitespace shows it (␣ ⏎ ⇥) rather than nothing, newlines always; an
+    unknown token with the `source` characters it replaced, '[UNK:☃]'."""
+    if token in UNKNOWN and source:
+        return f"{token[:-1]}:{source}{token[-1]}"
     decoded = _decoded(token)
     text = decoded if decoded is not None else token.removeprefix("▁")
     stripped = text.strip(" ")

@@ -135,3 +135,12 @@ def test_cuda_without_cuda_is_a_clear_error():
         "error: a CUDA device was asked for, but none is available",
         "hint: use --device cpu",
     ]
+
+
+def test_unk_says_what_it_replaced_in_headers_and_saved_files(tmp_path):
+    """The label rule: [UNK] carries the characters it stands for, in A and in B, and keeps them in a saved file."""
+    shown = run("show", "I have a ☃ dream", "--pair", "so do ☂", "--head", "0", "--device", "cpu")
+    assert "[UNK:☃]" in shown.stdout and "[UNK:☂]" in shown.stdout
+    saved = tmp_path / "unk.json"
+    saved.write_bytes(run("show", "I have a ☃ dream", "--format", "json", "--device", "cpu").stdout_bytes)
+    assert "[UNK:☃]" in run("render", str(saved), "--head", "0").stdout

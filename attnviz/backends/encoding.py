@@ -7,13 +7,18 @@ an encoding into the `Tokens` a Stack carries.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..result import Tokens
 
 
-def tokens_from_encoding(enc: Any) -> tuple[Tokens, list[int]]:
-    """(Tokens without padding, positions of the kept tokens in the padded sequence)."""
+def tokens_from_encoding(enc: Any, texts: Sequence[str] = ()) -> tuple[Tokens, list[int]]:
+    """(Tokens without padding, positions of the kept tokens in the padded sequence).
+
+    `texts` are the strings that were encoded (sentence A, then B): each token then carries
+    the characters it came from, so an [UNK] can say what it replaced.
+    """
     keep = [i for i, m in enumerate(enc.attention_mask) if m]
     seq_ids = enc.sequence_ids
     segments: list[int] = []
@@ -28,8 +33,19 @@ def tokens_from_encoding(enc: Any) -> tuple[Tokens, list[int]]:
         word_ids=tuple(_word_id(enc, i) for i in keep),
         segments=tuple(segments) if any(segments) else (),
         offsets=tuple((int(enc.offsets[i][0]), int(enc.offsets[i][1])) for i in keep),
+        sources=_sources(enc, keep, segments, texts) if texts else (),
     )
     return tokens, keep
+
+
+def _sources(enc: Any, keep: list[int], segments: list[int], texts: Sequence[str]) -> tuple[str | None, ...]:
+    """The characters behind each kept token; None for specials."""
+    out: list[str | None] = []
+    for i, segment in zip(keep, segments):
+        start, end = enc.offsets[i]
+        special = enc.special_tokens_mask[i] or segment >= len(texts)
+        out.append(None if special else texts[segment][start:end])
+    return tuple(out)
 
 
 def _word_id(enc: Any, i: int) -> int | None:

@@ -125,9 +125,10 @@ class HFBackend:
 
     def tokenize(self, inputs: Inputs) -> dict[str, Tokens]:
         pairs = [inputs.pair] if inputs.pair is not None else None
-        out = {"input": tokens_from_encoding(self._encode([inputs.text], pairs, False).encodings[0])[0]}
+        encoding = self._encode([inputs.text], pairs, False).encodings[0]
+        out = {"input": tokens_from_encoding(encoding, _texts(inputs))[0]}
         if self.family == "encoder-decoder":
-            out["target"] = self._decoder_tokens(self._decoder_inputs([inputs], False).encodings[0])[0]
+            out["target"] = self._decoder_tokens(self._decoder_inputs([inputs], False).encodings[0], inputs)[0]
         return out
 
     def vocabulary(self) -> list[str]:
@@ -139,15 +140,16 @@ class HFBackend:
         """Target texts (default: the input text) as the decoder sees them, start token first."""
         return self._encode([x.target if x.target is not None else x.text for x in batch], None, truncate, target=True)
 
-    def _decoder_tokens(self, encoding: Any) -> tuple[Tokens, list[int]]:
+    def _decoder_tokens(self, encoding: Any, inputs: Inputs) -> tuple[Tokens, list[int]]:
         """Target tokens behind the decoder's start token, and their positions in decoder_input_ids."""
-        tokens, keep = tokens_from_encoding(encoding)
+        tokens, keep = tokens_from_encoding(encoding, (inputs.target if inputs.target is not None else inputs.text,))
         start = self.tokenizer.convert_ids_to_tokens([self._start_id()])[0]
         with_start = Tokens(
             texts=(start, *tokens.texts),
             special=(True, *tokens.special),
             word_ids=(None, *tokens.word_ids),
             offsets=((0, 0), *tokens.offsets),
+            sources=(None, *tokens.sources),
         )
         return with_start, [0] + [i + 1 for i in keep]
 
@@ -203,10 +205,10 @@ class HFBackend:
         arrays = {k: torch.stack(list(v), dim=1).float().cpu().numpy() for k, v in raw.items()}  # (B, L, h, q, k)
         results = []
         for b, inputs in enumerate(batch):
-            src, src_keep = tokens_from_encoding(enc.encodings[b])
+            src, src_keep = tokens_from_encoding(enc.encodings[b], _texts(inputs))
             stacks = []
             if dec is not None:
-                tgt, tgt_keep = self._decoder_tokens(dec.encodings[b])
+                tgt, tgt_keep = self._decoder_tokens(dec.encodings[b], inputs)
             for name, arr in arrays.items():
                 q_tokens, q_keep = (src, src_keep) if name == "encoder" or dec is None else (tgt, tgt_keep)
                 k_tokens, k_keep = (q_tokens, q_keep) if name != "cross" else (src, src_keep)
@@ -217,3 +219,8 @@ class HFBackend:
                 AttentionResult(self.spec, inputs.text, tuple(stacks), inputs.extras(), self.precision, notes)
             )
         return results
+
+
+def _texts(inputs: Inputs) -> tuple[str, ...]:
+    """What the encoder's tokenizer was given: sentence A, and B for a pair."""
+    return (inputs.text,) if inputs.pair is None else (inputs.text, inputs.pair)
