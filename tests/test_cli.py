@@ -24,7 +24,14 @@ def imported_modules(importtime_stderr: str) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("args", [["--version"], ["--help"], ["show", "--help"], ["explain", "--help"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--version"],
+        ["--help"],
+        *([c, "--help"] for c in ("show", "render", "export", "heads", "explain", "tokens", "info")),
+    ],
+)
 def test_version_and_help_do_not_import_heavy_modules(args):
     # a module imported once stays in sys.modules: only a new process can tell what --help imports
     out = run_subprocess(*args, env={"PYTHONPROFILEIMPORTTIME": "1"})
