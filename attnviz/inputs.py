@@ -42,8 +42,33 @@ def from_arguments(texts: list[str]) -> list[Sentence]:
     return [Sentence(i, None, t) for i, t in enumerate(texts)]
 
 
+# byte-order marks of the encodings that are not UTF-8: longest first (UTF-32 LE starts like UTF-16 LE)
+WIDE_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+
+
+def check_encoding(data: bytes, name: str) -> None:
+    """Refuse UTF-16/32 text by name: read as UTF-8 it would be junk, line by line."""
+    head = data[:4]
+    marked = [encoding for bom, encoding in WIDE_BOMS if head.startswith(bom)]
+    if marked:
+        encoding = marked[0]
+    elif len(head) == 4 and head.count(0) >= 2:  # no mark: UTF-16/32 text of Latin script is half NUL bytes
+        encoding = "UTF-32" if head.count(0) == 3 else "UTF-16"
+    else:
+        return
+    raise InputError(
+        f"{name} is {encoding} text, not UTF-8", hint=f"convert it first: iconv -f {encoding} -t UTF-8 FILE"
+    )
+
+
 def parse_lines(data: bytes, name: str) -> list[Sentence]:
     """Sentences of a file's bytes; `name` is how messages refer to the file."""
+    check_encoding(data, name)
     data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark from Windows editors
     sentences: list[Sentence] = []
     for number, raw in enumerate(data.split(b"\n"), start=1):

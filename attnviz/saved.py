@@ -34,14 +34,24 @@ NPZ_MAGIC = b"PK\x03\x04"
 # ---------------------------------------------------------------- writing
 
 
+# JSON allows these raw, but line readers (Python's splitlines, JavaScript before ES2019) break on them
+LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def dumps(doc: Any, compact: bool = False) -> str:
+    """JSON text with non-ASCII kept readable, but U+0085/U+2028/U+2029 escaped: one line stays one line."""
+    separators = (",", ":") if compact else None
+    return json.dumps(doc, ensure_ascii=False, separators=separators).translate(LINE_BREAKS)
+
+
 def to_json(result: AttentionResult) -> str:
     """One whole JSON document (see README, 'JSON schema')."""
-    return json.dumps(result.to_json(), ensure_ascii=False)
+    return dumps(result.to_json())
 
 
 def jsonl_line(result: AttentionResult) -> str:
     """One compact JSON document and a newline."""
-    return json.dumps(result.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n"
+    return dumps(result.to_json(), compact=True) + "\n"
 
 
 def _axis_value(origin: Origin) -> int | str:
@@ -96,7 +106,7 @@ class NpzWriter:
         for stack in doc["stacks"]:
             del stack["attention"]
         i = self.count
-        self._put(f"{i}/meta", np.asarray(json.dumps(doc, ensure_ascii=False)))
+        self._put(f"{i}/meta", np.asarray(dumps(doc)))
         for s in result.stacks:
             self._put(f"{i}/{s.name}/attention", s.weights)  # float32 [layers, heads, query, key]
             self._put(f"{i}/{s.name}/query_tokens", np.asarray(s.query.texts, dtype=np.str_))

@@ -227,3 +227,49 @@ def test_no_pickle_loading_in_our_code():
         source = path.read_text()
         assert "import pickle" not in source and "pickle.load" not in source, path
         assert "torch.load(" not in source or "weights_only=True" in source, path
+
+
+@pytest.mark.parametrize("spec", [" ", "org/..", "../../x y", "a/b/c", "-bad"])
+def test_a_spec_that_is_no_folder_and_no_hub_id_is_a_plain_error(spec):
+    out = run("show", "I have a dream", "--model", spec)
+    assert out.code == 1 and "unexpected" not in out.stderr
+    assert out.stderr.startswith(f"error: model {spec!r} is not a built-in name") or "does not exist" in out.stderr
+
+
+@pytest.mark.parametrize(("encoding", "name"), [("utf-16", "UTF-16"), ("utf-16-le", "UTF-16"), ("utf-32", "UTF-32")])
+def test_utf16_and_utf32_input_is_refused_by_name(tmp_path, encoding, name):
+    text = "I have a dream\nso do I\n".encode(encoding)
+    out = run("show", "-", stdin=text)
+    assert out.code == 1 and out.stderr.splitlines()[0] == f"error: standard input is {name} text, not UTF-8"
+    path = tmp_path / "talks.txt"
+    path.write_bytes(text)
+    out = run("export", "--input", str(path), "--out", str(tmp_path / "out"))
+    assert out.code == 1 and f"talks.txt is {name} text, not UTF-8" in out.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "false", "no", ""])
+def test_attnviz_debug_is_on_only_for_1_true_yes(value):
+    out = run("show", "", env={"ATTNVIZ_DEBUG": value})
+    assert out.code == 1 and out.stderr.startswith("error: the text is empty")
+    with pytest.raises(Exception, match="the text is empty"):
+        run("show", "", env={"ATTNVIZ_DEBUG": "yes"})
+
+
+def test_a_huge_seed_is_a_usage_error():
+    out = run("show", "x", "--model", "scratch", "--seed", str(2**64))
+    assert out.code == 2 and "--seed" in out.stderr and "unexpected" not in out.stderr
+
+
+def test_columns_zero_still_draws():
+    out = run("show", "I have a dream", env={"COLUMNS": "0"})
+    assert out.code == 0 and out.stdout.startswith("encoder · layer 5")
+
+
+@pytest.mark.parametrize("command", [("show", "--format", "jsonl"), ("tokens", "--format", "json")])
+def test_json_lines_escape_unicode_line_breaks(command):
+    """U+0085/U+2028/U+2029 are legal raw in JSON but split lines for splitlines() and old JS readers."""
+    name, *flags = command
+    out = run(name, "a\u2028b\u0085c\u2029d", *flags)
+    assert out.code == 0, out.stderr
+    assert len(out.stdout.splitlines()) == 1 and "\\u2028" in out.stdout
+    assert json.loads(out.stdout)["text"] == "a\u2028b\u0085c\u2029d"

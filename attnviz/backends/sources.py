@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,16 @@ def check_safetensors(file: Path) -> None:
         ) from None
 
 
+# a hub id: name or org/name, letters, digits, '-', '_', '.'; no '..' and no leading/trailing '-' or '.'
+HUB_ID = re.compile(r"(?!.*\.\.)([A-Za-z0-9][A-Za-z0-9_.-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(?<![.-])")
+
+
 def _hub(spec: str) -> Source:
+    if not HUB_ID.fullmatch(spec):
+        raise ModelError(
+            f"model {spec!r} is not a built-in name ({', '.join(BUILTIN)}), an existing folder, or a hub id (org/name)",
+            hint="pass a folder saved with save_pretrained, or a hub id such as bert-base-uncased",
+        )
     from huggingface_hub import constants, try_to_load_from_cache
 
     if isinstance(try_to_load_from_cache(spec, "config.json"), str):

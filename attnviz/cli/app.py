@@ -47,7 +47,13 @@ app = typer.Typer(
 for module in (show, render, export, heads, explain, tokens, info):
     app.command(cls=Command, epilog=module.EXAMPLES)(getattr(module, module.__name__.rsplit(".", 1)[-1]))
 
-_debug = {"on": bool(os.environ.get("ATTNVIZ_DEBUG"))}
+
+def _debug_env() -> bool:
+    """ATTNVIZ_DEBUG is on for 1, true or yes only: ATTNVIZ_DEBUG=0 means off."""
+    return os.environ.get("ATTNVIZ_DEBUG", "").strip().lower() in ("1", "true", "yes")
+
+
+_debug = {"on": _debug_env()}
 
 
 def _show_version(value: bool) -> None:
@@ -79,7 +85,7 @@ def _usage(exc: Exception) -> ExitStatus:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and map every outcome to an exit status."""
     command = typer.main.get_command(app)
-    _debug["on"] = bool(os.environ.get("ATTNVIZ_DEBUG"))  # per call: --debug must not stick to later calls
+    _debug["on"] = _debug_env()  # per call: --debug must not stick to later calls
     code: int
     try:
         returned = command.main(args=argv, prog_name="attnviz", standalone_mode=False)

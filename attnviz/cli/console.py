@@ -15,11 +15,15 @@ if TYPE_CHECKING:
     from rich.segment import Segment
 
 
+MIN_WIDTH = 40  # narrower (COLUMNS=0, a tiny pane) would draw nothing readable: draw at this width
+
+
 def stdout_console() -> Console:
     """A rich Console on stdout: colour only on a terminal (or FORCE_COLOR), NO_COLOR respected."""
     from rich.console import Console
 
-    return Console()
+    console = Console()
+    return console if console.width >= MIN_WIDTH else Console(width=MIN_WIDTH)
 
 
 def print_trimmed(console: Console, renderable: RenderableType) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from typing import Annotated
 
@@ -102,7 +101,9 @@ def explain(
         raise UsageError(f"{len(texts)} sentences on standard input; explain walks one", hint="pipe in a single line")
     lesson = walk(texts[0].text, model, layer=layer, head=head, query=query, source=source, options=options)
     if fmt is ExplainFormat.JSON:
-        write_stdout(json.dumps(lesson.to_json(), ensure_ascii=False) + "\n")
+        from ..saved import dumps  # lazy: numpy stays out of --help
+
+        write_stdout(dumps(lesson.to_json()) + "\n")
         return
     from ..render.explain import render
     from ..render.term import has_color

@@ -408,7 +408,6 @@ def _print_json(
     thresholds: Any,
     notes: list[str],
 ) -> None:
-    import json
 
     doc = {
         "schema": "attnviz-heads/1",
@@ -418,7 +417,9 @@ def _print_json(
         "notes": notes,
         "heads": [h.to_json() for h in listed],
     }
-    write_stdout(json.dumps(doc, ensure_ascii=False) + "\n")
+    from ..saved import dumps  # lazy: numpy stays out of --help
+
+    write_stdout(dumps(doc) + "\n")
 
 
 def _print_csv(listed: list[HeadScore]) -> None:

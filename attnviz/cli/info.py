@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from enum import Enum
 from typing import Annotated
@@ -44,7 +43,9 @@ def info(
     options = dict(trust_remote_code=trust_remote_code, layers=layers, d_model=d_model, heads=heads, seed=seed)
     meta = load_model(model, device=device, **options).info
     if json_out or fmt is InfoFormat.JSON:
-        write_stdout(json.dumps(asdict(meta), ensure_ascii=False) + "\n")
+        from ..saved import dumps  # lazy: numpy stays out of --help
+
+        write_stdout(dumps(asdict(meta)) + "\n")
         return
     from ..render.tokens import info_table
     from .console import print_trimmed, stdout_console

@@ -121,7 +121,20 @@ Heads = Annotated[
         "--heads", min=1, metavar="N", help="Attention heads (must divide --d-model).", rich_help_panel=SCRATCH_PANEL
     ),
 ]
-Seed = Annotated[int, typer.Option(metavar="N", help="Seed for the projection weights.", rich_help_panel=SCRATCH_PANEL)]
+
+
+def _seed_range(value: int) -> int:
+    if not 0 <= value < 2**63:  # torch seeds are signed 64-bit
+        raise typer.BadParameter("a seed is a whole number from 0 to 2**63 - 1")
+    return value
+
+
+Seed = Annotated[
+    int,
+    typer.Option(
+        metavar="N", callback=_seed_range, help="Seed for the projection weights.", rich_help_panel=SCRATCH_PANEL
+    ),
+]
 Causal = Annotated[
     bool, typer.Option("--causal", help="Mask future tokens (decoder-style).", rich_help_panel=SCRATCH_PANEL)
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from typing import Annotated
 
@@ -77,7 +76,9 @@ def tokens(
     if fmt is TokensFormat.JSON:
         for inputs, sequences in zip(sentences, tokenized):
             doc = {name: token_records(toks, sources) for name, (toks, sources) in sequences.items()}
-            write_stdout(json.dumps({"text": inputs.text, **inputs.extras(), **doc}, ensure_ascii=False) + "\n")
+            from ..saved import dumps  # lazy: numpy stays out of --help
+
+            write_stdout(dumps({"text": inputs.text, **inputs.extras(), **doc}) + "\n")
         return
     console = stdout_console()
     for inputs, sequences in zip(sentences, tokenized):
