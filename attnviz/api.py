@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from .backends.registry import DEFAULT_MODEL, cached
 from .backends.types import Backend, Device, Dtype, Inputs, LoadOptions, resolve_choice
-from .errors import Fix, InputError, UsageError
+from .errors import Fix, InputError, ModelError, UsageError
 from .result import AttentionResult
 
 
@@ -43,8 +43,20 @@ def run_batch(
     check_fits(backend, batch)
     results: list[AttentionResult] = []
     for start in range(0, len(batch), max(1, batch_size)):
-        results.extend(r.validate() for r in backend.run(batch[start : start + batch_size], truncate=truncate))
+        results.extend(_checked(r, backend) for r in backend.run(batch[start : start + batch_size], truncate=truncate))
     return results
+
+
+def _checked(result: AttentionResult, backend: Backend) -> AttentionResult:
+    """The result, validated: a model whose numbers overflowed is an error, never a drawing of NaN."""
+    try:
+        return result.validate()
+    except ValueError as exc:
+        half = backend.info.extra.get("dtype") not in (None, "float32") or result.precision != "float32"
+        raise ModelError(
+            f"{backend.info.name} gave attention weights that are not usable: {exc}",
+            hint="float16/bfloat16 can overflow: try --dtype float32" if half else "the model's weights may be broken",
+        ) from None
 
 
 def extract(

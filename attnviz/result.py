@@ -224,7 +224,8 @@ class Stack:
         if len(self.layer_axis) != w.shape[0] or len(self.head_axis) != w.shape[1]:
             raise ValueError(f"{self.name}: layer/head provenance does not match the weights' shape")
         if not np.isfinite(w).all():
-            raise ValueError(f"{self.name}: weights contain NaN or infinity")
+            li, hi = (int(x) for x in np.argwhere(~np.isfinite(w))[0][:2])
+            raise ValueError(f"{self.name} {self.layer_label(li)}, {self.head_label(hi)} holds NaN or infinity")
         if self.kind is MapKind.SIGNED or not w.size:
             return
         if float(w.min()) < 0:

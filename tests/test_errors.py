@@ -273,3 +273,20 @@ def test_json_lines_escape_unicode_line_breaks(command):
     assert out.code == 0, out.stderr
     assert len(out.stdout.splitlines()) == 1 and "\\u2028" in out.stdout
     assert json.loads(out.stdout)["text"] == "a\u2028b\u0085c\u2029d"
+
+
+def test_nan_attention_is_an_error_that_names_the_layer(tiny_model, tmp_path):
+    """A checkpoint whose numbers are broken gives exit 1 naming where, never a drawing or data of NaN."""
+    import torch
+    import transformers
+
+    folder = tmp_path / "broken"
+    shutil.copytree(tiny_model("gpt2"), folder)
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(folder))
+    with torch.no_grad():
+        model.transformer.h[1].attn.c_attn.weight.fill_(float("nan"))
+    model.save_pretrained(str(folder))
+    for fmt in ("table", "json"):
+        out = run("show", "I have a dream", "--model", str(folder), "--format", fmt, "--device", "cpu")
+        assert out.code == 1 and out.stdout == "", out.stderr
+        assert "decoder layer 1, head 0 holds NaN or infinity" in out.stderr and "unexpected" not in out.stderr
