@@ -290,3 +290,24 @@ def test_nan_attention_is_an_error_that_names_the_layer(tiny_model, tmp_path):
         out = run("show", "I have a dream", "--model", str(folder), "--format", fmt, "--device", "cpu")
         assert out.code == 1 and out.stdout == "", out.stderr
         assert "decoder layer 1, head 0 holds NaN or infinity" in out.stderr and "unexpected" not in out.stderr
+
+
+def test_a_checkpoint_that_does_not_match_its_config_is_an_error_naming_the_weights(tiny_model, tmp_path):
+    """Missing layer weights (left random) or weights of layers the model lacks: exit 1, unless --allow-missing."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "partial"
+    shutil.copytree(tiny_model("gpt2"), folder)
+    weights = load_file(str(folder / "model.safetensors"))
+    kept = {k: v for k, v in weights.items() if ".h.1." not in k}
+    kept["transformer.h.9.attn.c_attn.weight"] = weights["transformer.h.0.attn.c_attn.weight"].clone()
+    kept["lm_head.bias"] = weights["transformer.h.0.attn.c_attn.bias"].clone()  # a task head: not counted
+    save_file(kept, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    out = run("show", "I have a dream", "--model", str(folder), "--device", "cpu")
+    assert out.code == 1 and out.stdout == ""
+    first = out.stderr.splitlines()[0]
+    assert "does not match its config" in first and "h.1.attn.c_attn.weight" in first
+    assert "1 unexpected (transformer.h.9.attn.c_attn.weight)" in first and "lm_head" not in first
+    assert "--allow-missing" in out.stderr
+    allowed = run("show", "I have a dream", "--model", str(folder), "--allow-missing", "--device", "cpu")
+    assert allowed.code == 0, allowed.stderr

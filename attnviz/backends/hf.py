@@ -48,6 +48,30 @@ def _max_positions(config: Any, tokenizer: Any) -> int | None:
     return int(limit) if isinstance(limit, int) and limit < 1_000_000 else None
 
 
+def _check_weights(spec: str, model: Any, loading: dict[str, Any], allow: bool) -> None:
+    """A checkpoint that leaves weights of the model at their random start, or that holds weights of
+    layers the model does not have, would give attention that looks right and is not: refuse it.
+
+    The pooler is not on the attention path, and keys of a task head (lm_head, cls, …) are
+    simply not part of the base model: neither counts.
+    """
+    prefix = f"{model.base_model_prefix}."
+    parts = {name for name, _ in model.named_children()}
+    missing = sorted(k for k in loading.get("missing_keys", ()) if "pooler" not in k)
+    unexpected = sorted(k for k in loading.get("unexpected_keys", ()) if k.removeprefix(prefix).split(".")[0] in parts)
+    if not (missing or unexpected) or allow:
+        return
+    found = [f"{len(missing)} missing ({', '.join(missing[:3])}{', …' if len(missing) > 3 else ''})"] if missing else []
+    if unexpected:
+        more = ", …" if len(unexpected) > 3 else ""
+        found.append(f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])}{more})")
+    raise ModelError(
+        f"the checkpoint of {spec!r} does not match its config: weights {' and '.join(found)}; "
+        "the model would run with random weights there",
+        hint="check the folder was saved whole; allow it anyway with --allow-missing",
+    )
+
+
 class HFBackend:
     """A transformers model loaded with AutoModel (no task head) in eval mode."""
 
@@ -64,16 +88,18 @@ class HFBackend:
             config = AutoConfig.from_pretrained(source.location, **common)
             self.tokenizer = AutoTokenizer.from_pretrained(source.location, **common)
             # safetensors first; a .bin checkpoint goes through torch.load(weights_only=True)
-            self.model = AutoModel.from_pretrained(
+            self.model, loading = AutoModel.from_pretrained(
                 source.location,
                 config=config,
                 attn_implementation="eager",
                 dtype=resolve_dtype(options.dtype),
+                output_loading_info=True,
                 **common,
             )
         except Exception as exc:  # a boundary: transformers raises many types for bad folders
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ModelError(f"cannot load model {spec!r}: {first[:300]}") from exc
+        _check_weights(spec, self.model, loading, options.allow_missing)
         self.model.to(self.device).eval()
         self.config = config
         self.family = _family(config)

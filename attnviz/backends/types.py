@@ -90,6 +90,7 @@ class LoadOptions:
     device: Device = Device.AUTO
     dtype: Dtype = Dtype.FLOAT32
     trust_remote_code: bool = False
+    allow_missing: bool = False  # run a checkpoint that leaves some of the model's weights random
     # scratch model only
     layers: int = 1
     d_model: int = 512

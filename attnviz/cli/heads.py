@@ -21,6 +21,7 @@ from .help import INPUT_PANEL, PROBE_PANEL
 from .options import (
     OUTPUT_PANEL,
     SELECT_PANEL,
+    AllowMissing,
     BatchSize,
     DeviceOpt,
     DtypeOpt,
@@ -201,6 +202,7 @@ def heads(
     dtype: DtypeOpt = Dtype.FLOAT32,
     truncate: Truncate = False,
     trust_remote_code: TrustRemoteCode = False,
+    allow_missing: AllowMissing = False,
     batch_size: BatchSize = 16,
 ) -> None:
     """Measure every head (entropy, distance, sinks, previous-token, induction …) and name its role.
@@ -229,7 +231,9 @@ def heads(
     if probe is not None:
         if text is not None or input_file is not None:
             raise UsageError("--probe makes its own input: give no sentence or --input")
-        backend = load_model(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        backend = load_model(
+            model, device=device, dtype=dtype, trust_remote_code=trust_remote_code, allow_missing=allow_missing
+        )
         notes.append(_run_probe(backend, corpus, spec, probe_length, seed))
         name = backend.info.name
     elif text is not None and Path(text).suffix in SAVED_SUFFIXES and Path(text).is_file():
@@ -250,7 +254,9 @@ def heads(
             "nothing to measure",
             'give a sentence (attnviz heads "I have a dream"), --input FILE or --probe',
         )
-        backend = load_model(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        backend = load_model(
+            model, device=device, dtype=dtype, trust_remote_code=trust_remote_code, allow_missing=allow_missing
+        )
         failed = _run_sentences(backend, sentences, corpus, spec, batch_size, truncate, pair, target)
         name = backend.info.name
     everything = corpus.heads(thresholds)

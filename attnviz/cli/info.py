@@ -10,7 +10,18 @@ import typer
 
 from ..backends.types import Device
 from .help import OUTPUT_PANEL
-from .options import DeviceOpt, DModel, Heads, Layers, Model, Seed, TrustRemoteCode, load_model, write_stdout
+from .options import (
+    AllowMissing,
+    DeviceOpt,
+    DModel,
+    Heads,
+    Layers,
+    Model,
+    Seed,
+    TrustRemoteCode,
+    load_model,
+    write_stdout,
+)
 
 
 class InfoFormat(str, Enum):
@@ -30,6 +41,7 @@ def info(
     model: Model = "minilm",
     device: DeviceOpt = Device.AUTO,
     trust_remote_code: TrustRemoteCode = False,
+    allow_missing: AllowMissing = False,
     fmt: Annotated[
         InfoFormat, typer.Option("--format", "-f", help="table, or json: one object.", rich_help_panel=OUTPUT_PANEL)
     ] = InfoFormat.TABLE,
@@ -40,7 +52,14 @@ def info(
     seed: Seed = 0,
 ) -> None:
     """Family, stacks, layers, heads and maximum length of a model."""
-    options = dict(trust_remote_code=trust_remote_code, layers=layers, d_model=d_model, heads=heads, seed=seed)
+    options = dict(
+        trust_remote_code=trust_remote_code,
+        allow_missing=allow_missing,
+        layers=layers,
+        d_model=d_model,
+        heads=heads,
+        seed=seed,
+    )
     meta = load_model(model, device=device, **options).info
     if json_out or fmt is InfoFormat.JSON:
         from ..saved import dumps  # lazy: numpy stays out of --help

@@ -98,6 +98,14 @@ Truncate = Annotated[
         rich_help_panel=MODEL_PANEL,
     ),
 ]
+AllowMissing = Annotated[
+    bool,
+    typer.Option(
+        "--allow-missing",
+        help="Run a checkpoint that leaves some of the model's weights random (missing or unexpected keys).",
+        rich_help_panel=MODEL_PANEL,
+    ),
+]
 TrustRemoteCode = Annotated[
     bool,
     typer.Option(

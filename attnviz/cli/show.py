@@ -6,6 +6,7 @@ from ..backends.types import Device, Dtype
 from ..spec import Agg
 from .options import (
     AggOpt,
+    AllowMissing,
     BatchSize,
     Causal,
     DeviceOpt,
@@ -73,6 +74,7 @@ def show(
     dtype: DtypeOpt = Dtype.FLOAT32,
     truncate: Truncate = False,
     trust_remote_code: TrustRemoteCode = False,
+    allow_missing: AllowMissing = False,
     batch_size: BatchSize = 16,
     layers: Layers = 1,
     d_model: DModel = 512,
@@ -104,6 +106,7 @@ def show(
         device=device,
         dtype=dtype,
         trust_remote_code=trust_remote_code,
+        allow_missing=allow_missing,
         layers=layers,
         d_model=d_model,
         heads=heads,

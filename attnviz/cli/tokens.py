@@ -9,6 +9,7 @@ import typer
 
 from ..backends.types import Device, Inputs
 from .options import (
+    AllowMissing,
     DeviceOpt,
     DModel,
     Heads,
@@ -51,6 +52,7 @@ def tokens(
     ] = TokensFormat.TABLE,
     device: DeviceOpt = Device.AUTO,
     trust_remote_code: TrustRemoteCode = False,
+    allow_missing: AllowMissing = False,
     d_model: DModel = 512,
     heads: Heads = 8,
     seed: Seed = 0,
@@ -59,7 +61,13 @@ def tokens(
     from ..api import check_text
 
     backend = load_model(
-        model, device=device, trust_remote_code=trust_remote_code, d_model=d_model, heads=heads, seed=seed
+        model,
+        device=device,
+        trust_remote_code=trust_remote_code,
+        allow_missing=allow_missing,
+        d_model=d_model,
+        heads=heads,
+        seed=seed,
     )
     from rich.text import Text
 
