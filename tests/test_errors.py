@@ -311,3 +311,16 @@ def test_a_checkpoint_that_does_not_match_its_config_is_an_error_naming_the_weig
     assert "--allow-missing" in out.stderr
     allowed = run("show", "I have a dream", "--model", str(folder), "--allow-missing", "--device", "cpu")
     assert allowed.code == 0, allowed.stderr
+
+
+@pytest.mark.parametrize("command", [("show", "-"), ("tokens", "-"), ("heads", "-"), ("export", "--input", "-")])
+def test_closed_stdin_is_a_plain_error(command, tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "attnviz", *command, *(("--out", str(tmp_path)) if command[0] == "export" else ())],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        close_fds=True,
+        preexec_fn=lambda: os.close(0),
+    )
+    assert out.returncode == 1 and out.stderr.startswith("error: standard input is closed"), out.stderr
