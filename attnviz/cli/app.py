@@ -82,6 +82,13 @@ def _usage(exc: Exception) -> ExitStatus:
     return ExitStatus.USAGE if getattr(exc, "exit_code", 2) == ExitStatus.USAGE else ExitStatus.ERROR
 
 
+def _quiet_pipe() -> ExitStatus:
+    """The reader went away (`| head`): stop quietly with 0, like other Unix tools."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail again
+    return ExitStatus.OK
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and map every outcome to an exit status."""
     command = typer.main.get_command(app)
@@ -102,12 +109,13 @@ def main(argv: list[str] | None = None) -> None:
         code = ExitStatus.INTERRUPTED
     except typer.Exit as exc:
         code = exc.exit_code
+    except SystemExit as exc:
+        if not isinstance(exc.__context__, BrokenPipeError):
+            raise
+        code = _quiet_pipe()  # typer caught the broken pipe itself and chose exit 1
     except OSError as exc:
         if isinstance(exc, BrokenPipeError):
-            # the reader went away (`| head`): stop quietly, like other Unix tools
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            code = ExitStatus.OK
+            code = _quiet_pipe()
         else:
             if _debug["on"]:
                 raise

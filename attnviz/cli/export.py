@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -159,4 +160,13 @@ def export(
         manifest=manifest,
         overwrite=overwrite,
         jobs=jobs,
+        source=_source(model, dtype, trust_remote_code, truncate, pair, target),
     )
+
+
+def _source(model: str, dtype: Dtype, trust_remote_code: bool, truncate: bool, *texts: str | None) -> str:
+    """What makes the model's results what they are (for the export's plan keys): a local model
+    folder by its full path, so the same `--model ./m` from another folder is another model."""
+    where = Path(model)
+    name = str(where.resolve()) if where.exists() else model
+    return json.dumps([name, dtype.value, trust_remote_code, truncate, *texts], ensure_ascii=False)

@@ -105,8 +105,13 @@ def export_images(
     manifest: str | None,
     overwrite: bool,
     jobs: int,
+    source: str | None = None,
 ) -> None:
-    """Export the images of each sentence's outcome (from a model or a saved file)."""
+    """Export the images of each sentence's outcome (from a model or a saved file).
+
+    `source` names where the outcomes come from (export.run.plan_key): with it, a re-run whose
+    images are all complete never calls `outcomes`, so no model loads.
+    """
     from ..export.run import ExportOptions, export
     from ..render.image import Style
 
@@ -124,7 +129,7 @@ def export_images(
         return f"{summary.written} image{'' if summary.written == 1 else 's'} written to {out}{skipped}"
 
     _run(
-        lambda reporter, echo: export(sentences, outcomes, out, options, reporter, echo=echo),
+        lambda reporter, echo: export(sentences, outcomes, out, options, reporter, echo=echo, source=source),
         manifest,
         describe,
         hint="fix or remove those sentences and run again: complete images are skipped",

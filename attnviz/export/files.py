@@ -99,18 +99,30 @@ class Manifest:
         self.replaced = False
 
     def add(self, record: dict[str, Any]) -> None:
+        """List a complete image: its line goes to the file first, then to `echo` (--manifest -)."""
         record = {**record, "path": str(self.folder / record["file"])}
         line = json.dumps(record, ensure_ascii=False) + "\n"
-        if self.echo is not None:
-            self.echo(line)
         old = self.records.get(record["file"])
         self.records[record["file"]] = record
         if old is not None:
             # the image was listed already: the file is complete either way; fix the line at the end
             self.replaced = self.replaced or old != record
-            return
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line)  # one write of one whole line
+        else:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(line)  # one write of one whole line
+        if self.echo is not None:
+            try:
+                self.echo(line)
+            except BrokenPipeError:
+                self.echo = None  # the reader is gone (`| head`): the file still lists every image
+                raise
+
+    def complete_set(self, key: str) -> list[dict[str, Any]] | None:
+        """The records of plan set `key` when every image of it is listed (and so on disk), else None."""
+        records = [r for r in self.records.values() if r.get("plan") == key]
+        if records and all(r.get("plan_images") == len(records) for r in records):
+            return records
+        return None
 
     def close(self) -> None:
         if self.replaced:
@@ -129,10 +141,15 @@ def prepare_folder(folder: Path) -> None:
         raise OutputError(
             f"the output folder {folder} is not writable", hint="choose another folder or fix its permissions"
         )
+    sweep(folder)
+
+
+def sweep(folder: Path) -> None:
+    """Remove temporary files whose writer is gone: a run killed outright, or workers just stopped."""
     for tmp in folder.glob(f"{TMP_PREFIX}*"):
         if is_stale(tmp):
             with contextlib.suppress(OSError):
-                tmp.unlink()  # left by a run that was killed outright
+                tmp.unlink()
 
 
 def is_stale(tmp: Path) -> bool:

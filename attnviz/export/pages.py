@@ -35,35 +35,37 @@ def export_pages(
     reporter.total(len(good))
     spec = spec.with_layers(ALL)
     model = ""
-    for sentence, inputs, result in outcomes(good):
-        try:
-            if isinstance(result, AttnvizError):
-                raise result
-            for note in result.notes:
-                reporter.note(f"{sentence.where}: {note}")
-            shown = apply(result, spec)
-            model = result.model
-            name = f"{stem(sentence.index, inputs.text, inputs.pair, inputs.target, view=result.model)}.html"
-            data = page([shown]).encode("utf-8")
-        except AttnvizError as exc:
-            fail(summary, reporter, sentence, f"{sentence.where}: {exc.message}")
-            continue
-        with deferred_interrupt():
-            write_atomic(folder / name, data)
-            manifest.add(
-                {
-                    "index": sentence.index,
-                    "line": sentence.line,
-                    "text": inputs.text,
-                    **inputs.extras(),
-                    "model": result.model,
-                    "view": "page",
-                    "file": name,
-                }
-            )
-        summary.written += 1
-        reporter.done(1, 0)
-    manifest.close()
+    try:
+        for sentence, inputs, result in outcomes(good):
+            try:
+                if isinstance(result, AttnvizError):
+                    raise result
+                for note in result.notes:
+                    reporter.note(f"{sentence.where}: {note}")
+                shown = apply(result, spec)
+                model = result.model
+                name = f"{stem(sentence.index, inputs.text, inputs.pair, inputs.target, view=result.model)}.html"
+                data = page([shown]).encode("utf-8")
+            except AttnvizError as exc:
+                fail(summary, reporter, sentence, f"{sentence.where}: {exc.message}")
+                continue
+            with deferred_interrupt():
+                write_atomic(folder / name, data)
+                manifest.add(
+                    {
+                        "index": sentence.index,
+                        "line": sentence.line,
+                        "text": inputs.text,
+                        **inputs.extras(),
+                        "model": result.model,
+                        "view": "page",
+                        "file": name,
+                    }
+                )
+            summary.written += 1
+            reporter.done(1, 0)
+    finally:
+        manifest.close()  # also after Ctrl-C or a closed pipe: lines of re-drawn pages made right
     pages = [r for r in manifest.records.values() if str(r.get("file", "")).endswith(".html")]
     entries = [(r["file"], r.get("text", ""), r.get("line")) for r in sorted(pages, key=lambda r: r.get("index", 0))]
     write_atomic(folder / INDEX, index(entries, model or "attnviz").encode("utf-8"))

@@ -7,9 +7,14 @@ that fails is reported and the rest goes on.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
+import queue
+import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,11 +24,11 @@ from ..errors import AttnvizError
 from ..inputs import Sentence, to_inputs
 from ..result import AttentionResult
 from ..spec import ALL, ExportView, ViewSpec
-from .files import Manifest, deferred_interrupt, prepare_folder, stem, write_atomic
-from .plan import Task, content_key, plan
+from .files import Manifest, deferred_interrupt, prepare_folder, stem, sweep, write_atomic
+from .plan import Item, Task, content_key, plan
 
 if TYPE_CHECKING:
-    from ..render.image import Style
+    from ..render.image import Layout, Style
 
 Outcome = tuple[Sentence, Inputs, AttentionResult | AttnvizError]
 
@@ -153,13 +158,11 @@ def from_results(
 
 
 _painter: Any = None
+WAIT_SECONDS = 0.2  # how long the main thread sleeps on the pool at a time: Ctrl-C is handled between
 
 
 def _init_worker() -> None:
-    # Ctrl-C reaches the whole process group: workers finish their task and the main
-    # process, which owns the manifest, decides what happens.
-    import signal
-
+    # workers are born ignoring Ctrl-C (see _Pool); this also covers a pool made elsewhere
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _get_painter()
 
@@ -173,33 +176,125 @@ def _get_painter() -> Any:
     return _painter
 
 
-def draw_task(
-    task: Task, folder: str, on_done: Callable[[str], None] | None = None
-) -> tuple[list[str], Exception | None]:
-    """Draw and write a task's images. Runs in a worker or in-process.
+def draw_image(layout: Layout, style: Style, weights: Any, title: str, path: str) -> None:
+    """Draw one image and write it atomically. Runs in a worker or in-process."""
+    write_atomic(Path(path), _get_painter().render(layout, style, weights, title))
 
-    Returns the names of the images written and the error that stopped the task (None if
-    none): images written before a failure are complete and must still reach the manifest.
-    """
-    names: list[str] = []
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ctrl-C ignored while worker processes start: they inherit SIG_IGN and Python keeps it,
+    so a Ctrl-C never lands in a worker half-way through its start (a traceback per worker)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers (and only it gets Ctrl-C)
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        painter = _get_painter()
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _Drawing:
+    """Draws images one at a time, in worker processes or in this one, and lists each the
+    moment it lands: its manifest line, then the reporter.
+
+    Every image in flight is tracked, so whatever stops the run, `stop` can list exactly
+    the images that reached the disk and no other.
+    """
+
+    def __init__(self, folder: Path, jobs: int, manifest: Manifest, summary: Summary, reporter: Reporter) -> None:
+        self.folder, self.manifest, self.summary, self.reporter = folder, manifest, summary, reporter
+        self.limit = 16 * jobs  # in flight at most: workers stay busy while the model runs; an error waits for few
+        self.flying: dict[str, Item] = {}
+        self.landed: queue.SimpleQueue[tuple[str, BaseException | None]] = queue.SimpleQueue()
+        self.pool: Any = None
+        if jobs > 1:
+            import multiprocessing
+
+            # spawn, not fork: the model's threads must not be copied; workers warm up while the model loads
+            with _sigint_ignored():
+                self.pool = multiprocessing.get_context("spawn").Pool(jobs, initializer=_init_worker)
+
+    def draw(self, task: Task) -> None:
+        """Draw a task's images; returns once they are all submitted (in-process: written)."""
         for item in task.items:
-            data = painter.render(task.layout, task.style, item.weights, item.title)
-            path = Path(folder) / item.name
-            if on_done is None:
-                write_atomic(path, data)
-            else:
-                with deferred_interrupt():
-                    write_atomic(path, data)
-                    on_done(item.name)
-            names.append(item.name)
-    except Exception as exc:
-        return names, exc
-    return names, None
+            path = str(self.folder / item.name)
+            if self.pool is None:
+                data = _get_painter().render(task.layout, task.style, item.weights, item.title)
+                with deferred_interrupt():  # the image and its manifest line land together
+                    write_atomic(Path(path), data)
+                    self._land(item)
+                continue
+            while len(self.flying) >= self.limit:
+                self._collect(block=True)
+            self.flying[item.name] = item
+            self.pool.apply_async(
+                draw_image,
+                (task.layout, task.style, item.weights, item.title, path),
+                callback=lambda _, name=item.name: self.landed.put((name, None)),
+                error_callback=lambda exc, name=item.name: self.landed.put((name, exc)),
+            )
+            self._collect(block=False)
+
+    def finish(self) -> None:
+        """Wait for every image in flight; the first drawing error is raised."""
+        while self.flying:
+            self._collect(block=True)
+
+    def stop(self, wait: bool) -> None:
+        """End the drawing: `wait` lets images in flight land (an error elsewhere), else they are
+        abandoned (Ctrl-C, a closed pipe). Either way the manifest then lists exactly what is on disk."""
+        if self.pool is None:
+            return
+        try:
+            if wait:
+                while self.flying:
+                    with contextlib.suppress(Exception):  # the error being raised already is the one to tell
+                        self._collect(block=True)
+        finally:
+            self.pool.terminate()  # SIGTERM: a worker mid-image dies, its temporary file is swept below
+            self.pool.join()
+            sweep(self.folder)
+            for name, item in list(self.flying.items()):
+                if (self.folder / name).is_file():  # written (renamed into place) before its worker stopped
+                    self._land(item)
+
+    def _collect(self, block: bool) -> None:
+        """List the images the workers finished; with `block`, wait (briefly) for at least one."""
+        while self.flying:
+            try:
+                name, error = self.landed.get(timeout=WAIT_SECONDS) if block else self.landed.get_nowait()
+            except queue.Empty:
+                if block:
+                    continue
+                return
+            if error is not None:
+                del self.flying[name]
+                raise error
+            with deferred_interrupt():
+                self._land(self.flying[name])
+            block = False
+
+    def _land(self, item: Item) -> None:
+        self.manifest.add(item.record)
+        self.flying.pop(item.name, None)
+        self.summary.written += 1
+        self.reporter.done(1, 0)
 
 
-def _tasks(sentence: Sentence, inputs: Inputs, result: AttentionResult, options: ExportOptions) -> list[Task]:
+def plan_key(source: str, sentence: Sentence, options: ExportOptions) -> str:
+    """Names one sentence's set of images before any model runs: its input, where its results come
+    from (`source`: the model and its flags) and what is drawn. Manifest lines carry it, so a
+    re-run can tell a finished sentence from the manifest alone."""
+    parts = [source, sentence.index, sentence.text, sentence.second, options.view.value, repr(options.spec)]
+    parts.append(repr(options.style))
+    return hashlib.sha1(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def _tasks(
+    sentence: Sentence, inputs: Inputs, result: AttentionResult, options: ExportOptions, key: str | None
+) -> list[Task]:
     from ..views import apply
 
     base: dict[str, Any] = {"index": sentence.index, "line": sentence.line, "text": inputs.text}
@@ -207,7 +302,32 @@ def _tasks(sentence: Sentence, inputs: Inputs, result: AttentionResult, options:
     base.update(model=result.model, view=options.view.value)
     shown = apply(result, options.spec)
     name = stem(sentence.index, inputs.text, inputs.pair, inputs.target, content_key(shown))
-    return plan(shown, name, base, options.view, options.style)
+    tasks = plan(shown, name, base, options.view, options.style)
+    if key is not None:
+        count = sum(len(t.items) for t in tasks)
+        for t in tasks:
+            for item in t.items:
+                item.record.update(plan=key, plan_images=count)
+    return tasks
+
+
+def _skip_finished(
+    good: list[Sentence], keys: dict[int, str], manifest: Manifest, summary: Summary, reporter: Reporter
+) -> tuple[list[Sentence], int]:
+    """The sentences still to draw, and how many images the finished ones have (listed again)."""
+    todo, done = [], 0
+    for s in good:
+        records = manifest.complete_set(keys[s.index]) if s.index in keys else None
+        if records is None:
+            todo.append(s)
+            continue
+        for r in records:
+            manifest.add(r)
+        done += len(records)
+    if done:
+        summary.skipped += done
+        reporter.done(0, done)
+    return todo, done
 
 
 def export(
@@ -217,110 +337,83 @@ def export(
     options: ExportOptions,
     reporter: Reporter | None = None,
     echo: Callable[[str], None] | None = None,
+    source: str | None = None,
 ) -> Summary:
     """Export every sentence's images to `folder`; failures are collected, not raised.
 
-    `outcomes(good)` gives each usable sentence's result (from_model, from_results); it is
-    called once the drawing processes are starting, so they warm up while a model loads.
+    `outcomes(todo)` gives each sentence's result (from_model, from_results); it is called
+    once the drawing processes are starting, so they warm up while a model loads. With
+    `source` (what plan_key needs), sentences whose images the manifest lists in full are
+    not run at all: a finished export re-runs without loading a model.
     """
     options.style.check()
     reporter = reporter or Reporter()
     manifest, summary, good = begin(sentences, folder, reporter, echo)
-    jobs = options.jobs or (os.cpu_count() or 1)
-    pool = None
-    if jobs > 1 and good:
-        import multiprocessing
-
-        # spawn, not fork: the model's threads must not be copied; workers warm up while the model loads
-        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
-    pending: dict[Future[tuple[list[str], Exception | None]], Task] = {}
+    keys = {s.index: plan_key(source, s, options) for s in good} if source is not None else {}
+    todo, finished = (good, 0) if options.overwrite else _skip_finished(good, keys, manifest, summary, reporter)
+    if not todo:
+        reporter.total(finished)
+        manifest.close()
+        return summary
+    drawing = _Drawing(folder, options.jobs or (os.cpu_count() or 1), manifest, summary, reporter)
     noted: set[str] = set()
     per_sentence: int | None = None
-
-    def finish(task: Task, names: list[str]) -> None:
-        with deferred_interrupt():
-            by_name = {i.name: i.record for i in task.items}
-            for name in names:
-                manifest.add(by_name[name])
-        summary.written += len(names)
-        reporter.done(len(names), 0)
-
-    def collect(block: bool) -> None:
-        if not pending:
-            return
-        done, _ = wait(pending, timeout=None if block else 0, return_when=FIRST_COMPLETED)
-        for future in done:
-            names, error = future.result()
-            finish(pending.pop(future), names)
-            if error is not None:
-                raise error  # futures still pending are listed in the `finally` below
-
     try:
-        for sentence, inputs, result in outcomes(good):
+        for sentence, inputs, result in outcomes(todo):
             try:
                 if isinstance(result, AttnvizError):
                     raise result
                 for note in result.notes:
                     reporter.note(f"{sentence.where}: {note}")
-                tasks = _tasks(sentence, inputs, result, options)
+                tasks = _tasks(sentence, inputs, result, options, keys.get(sentence.index))
             except AttnvizError as exc:
                 fail(summary, reporter, sentence, f"{sentence.where}: {exc.message}")
                 continue
             _note_fonts(tasks, reporter, noted)
             if per_sentence is None:
                 per_sentence = sum(len(t.items) for t in tasks)
-                reporter.total(per_sentence * len(good))
+                reporter.total(finished + per_sentence * len(todo))
             for task in tasks:
-                todo = []
-                for item in task.items:
-                    if not options.overwrite and (folder / item.name).is_file():
-                        with deferred_interrupt():
-                            manifest.add(item.record)
-                        summary.skipped += 1
-                        reporter.done(0, 1)
-                    else:
-                        todo.append(item)
-                if not todo:
-                    continue
-                task = Task(task.layout, task.style, tuple(todo))
-                if pool is None:
-                    by_name = {i.name: i.record for i in todo}
-
-                    def landed(name: str, by_name: dict[str, dict[str, Any]] = by_name) -> None:
-                        manifest.add(by_name[name])
-                        summary.written += 1
-                        reporter.done(1, 0)
-
-                    _, error = draw_task(task, str(folder), landed)  # `landed` listed each image
-                    if error is not None:
-                        raise error
-                else:
-                    while len(pending) >= 2 * jobs:
-                        collect(block=True)
-                    pending[pool.submit(draw_task, task, str(folder))] = task
-                    collect(block=False)
-        while pending:
-            collect(block=True)
+                todo_items = tuple(
+                    i for i in task.items if not _complete(folder, i, options, manifest, summary, reporter)
+                )
+                if todo_items:
+                    drawing.draw(Task(task.layout, task.style, todo_items))
+        drawing.finish()
+    except BaseException as exc:
+        # an error elsewhere lets the few images in flight land; Ctrl-C and a closed pipe do not wait
+        drawing.stop(wait=isinstance(exc, Exception) and not isinstance(exc, BrokenPipeError))
+        raise
+    else:
+        drawing.stop(wait=True)
     finally:
-        # after Ctrl-C or an error: workers (which ignore SIGINT) finish the tasks they hold;
-        # list every image they wrote, even those of a task that failed part-way, then stop
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-            for future, task in pending.items():
-                if future.done() and not future.cancelled() and future.exception() is None:
-                    finish(task, future.result()[0])
         manifest.close()
     return summary
 
 
+def _complete(
+    folder: Path, item: Item, options: ExportOptions, manifest: Manifest, summary: Summary, reporter: Reporter
+) -> bool:
+    """Whether an image is on disk already (and kept): then it is listed, and counted as skipped."""
+    if options.overwrite or not (folder / item.name).is_file():
+        return False
+    with deferred_interrupt():
+        manifest.add(item.record)
+    summary.skipped += 1
+    reporter.done(0, 1)
+    return True
+
+
 def _note_fonts(tasks: list[Task], reporter: Reporter, noted: set[str]) -> None:
+    """One warning per run for characters no installed font draws (labels show them as U+XXXX)."""
     from ..render.image import missing_glyphs
 
     for task in tasks:
         missing = set(missing_glyphs(task.layout.query + task.layout.key)) - noted
-        if missing:
-            noted.update(missing)
+        if missing and not noted:
+            shown = " ".join(f"U+{ord(c):04X}" for c in sorted(missing)[:8])  # private-use ones print as nothing
             reporter.note(
-                f"no installed font draws {''.join(sorted(missing))[:20]}: labels show them as U+XXXX "
-                "(install a CJK font such as Noto Sans CJK to draw them)"
+                f"no installed font draws {shown}{' …' if len(missing) > 8 else ''}: labels show them as U+XXXX "
+                "(install attnviz's fonts: pip install 'attnviz[fonts]')"
             )
+        noted.update(missing)
