@@ -106,7 +106,13 @@ def test_style_check_refuses_what_matplotlib_cannot_draw(style, message):
 def test_slug_never_makes_a_path():
     assert slug("../../etc/x") == "etc-x"
     assert slug("/") == "s" and slug("..") == "s"
-    assert slug("У меня есть мечта") == "s"
+    assert slug("У меня есть мечта") == "u-menya-est-mechta"  # transliterated, not dropped
+
+
+def test_slug_transliterates_every_script():
+    assert slug("我有一个梦想") == "wo-you-yi-ge-meng-xiang"
+    assert slug("όνειρο") == "oneiro" and slug("café") == "cafe"
+    assert all(slug(t) not in ("", "s") for t in ("夢", "꿈", "सपना", "حلم"))
     assert slug("I have a dream that one day this nation will rise") == "i-have-a-dream-that-one"
 
 

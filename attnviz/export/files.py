@@ -29,8 +29,15 @@ STALE_SECONDS = 600  # one image's temporary file lives for moments; ten minutes
 
 
 def slug(text: str, length: int = 24) -> str:
-    """A file-name-safe slug: ASCII letters and digits joined by '-', never empty, never a path."""
-    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
+    """A file-name-safe slug: ASCII letters and digits joined by '-', never empty, never a path.
+
+    Any script is transliterated (anyascii): '我有一个梦想' → 'wo-you-yi-ge-meng-xiang',
+    'Я мечтаю' → 'ya-mechtayu'. CJK syllables come capitalised and are split there.
+    """
+    from anyascii import anyascii
+
+    ascii_text = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", anyascii(text))
+    folded = unicodedata.normalize("NFKD", ascii_text).encode("ascii", "ignore").decode("ascii").lower()
     words = re.sub(r"[^a-z0-9]+", "-", folded).strip("-")
     return words[:length].strip("-") or "s"
 

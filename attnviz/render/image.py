@@ -54,6 +54,7 @@ FALLBACK_FONTS = (
 )
 # the distributions of `pip install 'attnviz[fonts]'` (Noto, OFL-1.1): module name → its font files
 FONT_PACKAGES = ("noto_cjk_sans_otc", "fontpkg_noto_sans_devanagari")
+COLORBAR_LABEL = "attention weight"
 PNG_COMPRESS_LEVEL = 1  # zlib level 1: several times faster than matplotlib's level 6, files ~30% larger
 
 
@@ -248,7 +249,7 @@ class Sheet:
         left = self.PAD + label_h + 0.08 + row_title_w + y_ticks_w + 0.1
         bottom = self.PAD + caption_lines * tick_h * 1.3 + label_h + 0.06 + x_ticks_h + 0.1
         top = self.PAD + title_h + 0.12 + ptitle_h
-        right = 0.18 + 0.16 + _text_inches("0.00", 8)[0] + 0.1 + self.PAD
+        right = 0.18 + 0.16 + _text_inches("0.00", 8)[0] + 0.1 + _text_inches("Ag", 8)[1] + 0.12 + self.PAD
         grid_w = layout.cols * panel_w + (layout.cols - 1) * hgap
         grid_h = layout.rows * panel_h + (layout.rows - 1) * vgap
         width = left + grid_w + right
@@ -340,6 +341,7 @@ class Sheet:
         colorbar = fig.colorbar(ScalarMappable(self.norm, self.cmap), cax=cax)
         colorbar.ax.tick_params(labelsize=8, length=2)
         colorbar.outline.set_visible(False)
+        colorbar.set_label(COLORBAR_LABEL, fontsize=8, labelpad=4)
         self.title: Text = fig.text(
             (left + grid_w / 2) / width, 1 - self.PAD / height, "", ha="center", va="top", fontsize=self.TITLE_SIZE
         )
