@@ -138,6 +138,14 @@ class Tokens:
         sources = self.sources or (None,) * len(self.texts)
         return tuple(label(t, source) for t, source in zip(self.texts, sources))
 
+    @property
+    def pair_start(self) -> int | None:
+        """Index of the first token of sentence B, or None for a single sentence."""
+        for i in range(1, len(self.segments)):
+            if self.segments[i] != self.segments[i - 1]:
+                return i
+        return None
+
     def source(self, i: int, texts: Sequence[str]) -> str | None:
         """The characters token i came from, in texts[its segment]; None for specials or unknown offsets."""
         if not self.offsets or self.is_special(i):

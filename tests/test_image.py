@@ -171,3 +171,24 @@ def test_svg_from_the_template_is_what_matplotlib_draws(dream, rows, cols, annot
     for a, b in zip(cells(ours), cells(theirs)):
         assert a.shape == b.shape == (len(TOKENS), len(TOKENS), 3)
         assert np.abs(a - b).max() <= 4  # one colour-map step at most (rounding vs flooring the index)
+
+
+def test_a_pair_draws_its_a_b_boundary_in_png_and_svg(tmp_path):
+    """A white line between sentence A and B, over the cells, in the fast PNG path and in SVG."""
+    from harness import run
+    from matplotlib.image import imread
+
+    for fmt in ("png", "svg"):
+        out = run(
+            "export", "The cat sat.", "--pair", "It was tired.", "--layer", "5", "--head", "0",
+            "--image", fmt, "--out", str(tmp_path / fmt),
+        )  # fmt: skip
+        assert out.code == 0, out.stderr
+    png = imread(next((tmp_path / "png").glob("*.png")))[..., :3]  # (H, W, 3) in 0..1
+    white_columns = [x for x in range(png.shape[1]) if (png[:, x] > 0.99).all(axis=-1).mean() > 0.6]
+    white_rows = [y for y in range(png.shape[0]) if (png[y] > 0.99).all(axis=-1).mean() > 0.6]
+    inside = [x for x in white_columns if 0.3 * png.shape[1] < x < 0.7 * png.shape[1]]
+    assert inside, "no vertical A|B line inside the heatmap"
+    assert [y for y in white_rows if 0.3 * png.shape[0] < y < 0.7 * png.shape[0]], "no horizontal A|B line"
+    svg = next((tmp_path / "svg").glob("*.svg")).read_text()
+    assert svg.count("stroke: #ffffff") >= 2

@@ -114,6 +114,7 @@ def plan(result: AttentionResult, stem: str, base: dict[str, Any], view: ExportV
         if s.kind is MapKind.SIGNED:
             raise SelectionError(f"the {s.name} maps are signed, and heatmap images draw 0..vmax only")
         q, k = s.query.labels, s.key.labels  # what a reader should see: byte-level BPE decoded
+        cuts = (s.query.pair_start, s.key.pair_start)
         caption = "\n".join((*result.notes, *s.notes))
 
         def item(
@@ -131,7 +132,7 @@ def plan(result: AttentionResult, stem: str, base: dict[str, Any], view: ExportV
             )
 
         if view is ExportView.HEAD:
-            layout = Layout(1, 1, q, k, caption=caption)
+            layout = Layout(1, 1, q, k, caption=caption, q_cut=cuts[0], k_cut=cuts[1])
             items = [
                 item(
                     s.weights[li, hi][None],
@@ -146,7 +147,16 @@ def plan(result: AttentionResult, stem: str, base: dict[str, Any], view: ExportV
         elif view is ExportView.LAYER:
             cols = grid_columns(s.heads)
             titles = tuple(s.head_label(hi) for hi in range(s.heads))
-            layout = Layout(math.ceil(s.heads / cols), cols, q, k, panel_titles=titles, caption=caption)
+            layout = Layout(
+                math.ceil(s.heads / cols),
+                cols,
+                q,
+                k,
+                panel_titles=titles,
+                caption=caption,
+                q_cut=cuts[0],
+                k_cut=cuts[1],
+            )
             items = [
                 item(s.weights[li], f"{s.layer_label(li)} · {s.heads_label()}", _suffix(lo, "L"), [lo], s.head_axis)
                 for li, lo in enumerate(s.layer_axis)
@@ -154,7 +164,17 @@ def plan(result: AttentionResult, stem: str, base: dict[str, Any], view: ExportV
         else:
             titles = tuple(s.head_label(hi) if li == 0 else "" for li in range(s.layers) for hi in range(s.heads))
             rows = tuple(s.layer_label(li) for li in range(s.layers))
-            layout = Layout(s.layers, s.heads, q, k, panel_titles=titles, row_titles=rows, caption=caption)
+            layout = Layout(
+                s.layers,
+                s.heads,
+                q,
+                k,
+                panel_titles=titles,
+                row_titles=rows,
+                caption=caption,
+                q_cut=cuts[0],
+                k_cut=cuts[1],
+            )
             weights = s.weights.reshape(s.layers * s.heads, len(q), len(k))  # (L*H, q, k), row-major panels
             title = f"{s.layers_label()} × {s.heads_label()}"
             items = [item(weights, title, "model", s.layer_axis, s.head_axis)]

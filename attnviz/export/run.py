@@ -158,6 +158,7 @@ def from_results(
 
 
 _painter: Any = None
+END_POOL_SECONDS = 1.0  # Pool.terminate() gets this long before its workers are killed outright
 WAIT_SECONDS = 0.2  # how long the main thread sleeps on the pool at a time: Ctrl-C is handled between
 
 
@@ -193,6 +194,24 @@ def _sigint_ignored() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _end_pool(pool: Any) -> None:
+    """Stop the workers now (SIGTERM), and the pool's threads within END_POOL_SECONDS.
+
+    Pool.terminate() ends by joining its task thread, which can stay blocked for good handing
+    a queued task to workers that are already gone (seen after a closed --manifest - pipe). So
+    it runs on a daemon thread that gets END_POOL_SECONDS; after that the remaining workers are
+    killed and the run goes on: the stuck threads are daemons and die with the process.
+    """
+    import multiprocessing
+
+    ender = threading.Thread(target=lambda: (pool.terminate(), pool.join()), daemon=True)
+    ender.start()
+    ender.join(END_POOL_SECONDS)
+    if ender.is_alive():
+        for child in multiprocessing.active_children():
+            child.kill()
 
 
 class _Drawing:
@@ -253,8 +272,7 @@ class _Drawing:
                     with contextlib.suppress(Exception):  # the error being raised already is the one to tell
                         self._collect(block=True)
         finally:
-            self.pool.terminate()  # SIGTERM: a worker mid-image dies, its temporary file is swept below
-            self.pool.join()
+            _end_pool(self.pool)  # a worker mid-image dies; its temporary file is swept below
             sweep(self.folder)
             for name, item in list(self.flying.items()):
                 if (self.folder / name).is_file():  # written (renamed into place) before its worker stopped

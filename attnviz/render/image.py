@@ -55,6 +55,7 @@ FALLBACK_FONTS = (
 # the distributions of `pip install 'attnviz[fonts]'` (Noto, OFL-1.1): module name → its font files
 FONT_PACKAGES = ("noto_cjk_sans_otc", "fontpkg_noto_sans_devanagari")
 COLORBAR_LABEL = "attention weight"
+PAIR_LINE, PAIR_LINE_PT = "white", 1.5  # the line between sentence A and B
 PNG_COMPRESS_LEVEL = 1  # zlib level 1: several times faster than matplotlib's level 6, files ~30% larger
 
 
@@ -98,6 +99,8 @@ class Layout:
     row_titles: tuple[str, ...] = ()  # one per row, left of the grid ("layer 3")
     caption: str = ""  # notes from the views, under the figure
     widest_title: str = ""  # the longest title any image of this layout gets: the figure makes room for it
+    q_cut: int | None = None  # first query token of sentence B (pairs): a line is drawn above it
+    k_cut: int | None = None  # first key token of sentence B: a line left of it
 
     @property
     def panels(self) -> int:
@@ -293,6 +296,10 @@ class Sheet:
                 )
                 for spine in ax.spines.values():
                     spine.set_visible(False)  # cells are painted over the axes area; a frame would be cut
+                if layout.k_cut is not None:  # sentence A | sentence B
+                    ax.axvline(layout.k_cut - 0.5, color=PAIR_LINE, linewidth=PAIR_LINE_PT)
+                if layout.q_cut is not None:
+                    ax.axhline(layout.q_cut - 0.5, color=PAIR_LINE, linewidth=PAIR_LINE_PT)
                 ax.set_xlim(-0.5, nk - 0.5)
                 ax.set_ylim(nq - 0.5, -0.5)
                 ax.tick_params(length=2, pad=1.5, labelsize=m.tick_size)
@@ -405,6 +412,7 @@ class Sheet:
             index = np.clip(w * scale + 0.5, 0, 255).astype(np.intp)  # (q, k) → colour index
             wide = np.repeat(self._lut[index], col_reps, axis=1)  # (q, C, 3)
             image[r0:r1, c0:c1] = np.repeat(wide, row_reps, axis=0)  # (R, C, 3)
+            self._paint_pair_lines(image, (r0, r1, c0, c1), row_reps, col_reps)
             if self.m.annotate:
                 self._annotate(image, index, w, (r0, r1, c0, c1))
         mask = _glyphs(title, self.TITLE_SIZE, self.style.dpi)
@@ -414,6 +422,19 @@ class Sheet:
         region = image[y : y + h, x : x + w]
         a = mask[: region.shape[0], : region.shape[1], None]
         region[...] = (region * (1.0 - a) + 0.5).astype(np.uint8)  # black text on the white band
+
+    def _paint_pair_lines(
+        self, image: np.ndarray, box: tuple[int, int, int, int], row_reps: np.ndarray, col_reps: np.ndarray
+    ) -> None:
+        """The A|B lines of a pair over the painted cells (the background's lines lie under them)."""
+        r0, r1, c0, c1 = box
+        half = max(1, round(PAIR_LINE_PT * self.style.dpi / 72 / 2))
+        if self.layout.k_cut is not None:
+            x = c0 + int(col_reps[: self.layout.k_cut].sum())
+            image[r0:r1, max(c0, x - half) : min(c1, x + half)] = 255
+        if self.layout.q_cut is not None:
+            y = r0 + int(row_reps[: self.layout.q_cut].sum())
+            image[max(r0, y - half) : min(r1, y + half), c0:c1] = 255
 
     def _annotate(self, image: np.ndarray, index: np.ndarray, w: np.ndarray, box: tuple[int, int, int, int]) -> None:
         r0, r1, c0, c1 = box
