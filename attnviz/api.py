@@ -43,18 +43,18 @@ def run_batch(
     check_fits(backend, batch)
     results: list[AttentionResult] = []
     for start in range(0, len(batch), max(1, batch_size)):
-        results.extend(_checked(r, backend) for r in backend.run(batch[start : start + batch_size], truncate=truncate))
+        results.extend(_checked(r) for r in backend.run(batch[start : start + batch_size], truncate=truncate))
     return results
 
 
-def _checked(result: AttentionResult, backend: Backend) -> AttentionResult:
+def _checked(result: AttentionResult) -> AttentionResult:
     """The result, validated: a model whose numbers overflowed is an error, never a drawing of NaN."""
     try:
         return result.validate()
     except ValueError as exc:
-        half = backend.info.extra.get("dtype") not in (None, "float32") or result.precision != "float32"
+        half = result.precision != "float32"
         raise ModelError(
-            f"{backend.info.name} gave attention weights that are not usable: {exc}",
+            f"{result.model} gave attention weights that are not usable: {exc}",
             hint="float16/bfloat16 can overflow: try --dtype float32" if half else "the model's weights may be broken",
         ) from None
 

@@ -104,11 +104,18 @@ def parse_lines(data: bytes, name: str) -> list[Sentence]:
     return sentences
 
 
+def stdin_bytes() -> bytes:
+    """All of standard input; InputError when the process was started with it closed (<&-)."""
+    if sys.stdin is None:
+        raise InputError("standard input is closed: there is nothing to read", hint="give the input as an argument")
+    return sys.stdin.buffer.read()
+
+
 def read_sentences(path: str) -> list[Sentence]:
     """Sentences of a file, or of standard input for '-'; InputError if it has none."""
     name = "standard input" if path == "-" else path
     if path == "-":
-        data = sys.stdin.buffer.read()
+        data = stdin_bytes()
     else:
         file = Path(path)
         try:

@@ -146,14 +146,6 @@ class Tokens:
                 return i
         return None
 
-    def source(self, i: int, texts: Sequence[str]) -> str | None:
-        """The characters token i came from, in texts[its segment]; None for specials or unknown offsets."""
-        if not self.offsets or self.is_special(i):
-            return None
-        segment = self.segments[i] if self.segments else 0
-        start, end = self.offsets[i]
-        return texts[segment][start:end] if segment < len(texts) else None
-
     def take(self, index: Sequence[int]) -> Tokens:
         """The tokens at `index`, in that order, metadata kept aligned."""
         return Tokens(

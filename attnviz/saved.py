@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import IO, Any
 import numpy as np
 
 from .errors import SavedFileError
+from .inputs import stdin_bytes
 from .result import SCHEMA, SCHEMA_V1, AttentionResult, Origin
 
 CSV_COLUMNS = ("index", "line", "stack", "layer", "head", "query_index", "query", "key_index", "key", "weight")
@@ -215,7 +215,7 @@ def load(path: str | Path) -> list[AttentionResult]:
     """
     name = "standard input" if str(path) == "-" else str(path)
     if str(path) == "-":
-        data = sys.stdin.buffer.read()
+        data = stdin_bytes()
     else:
         try:
             data = Path(path).read_bytes()

@@ -313,7 +313,9 @@ def test_a_checkpoint_that_does_not_match_its_config_is_an_error_naming_the_weig
     assert allowed.code == 0, allowed.stderr
 
 
-@pytest.mark.parametrize("command", [("show", "-"), ("tokens", "-"), ("heads", "-"), ("export", "--input", "-")])
+@pytest.mark.parametrize(
+    "command", [("show", "-"), ("tokens", "-"), ("heads", "-"), ("export", "--input", "-"), ("render", "-")]
+)
 def test_closed_stdin_is_a_plain_error(command, tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "attnviz", *command, *(("--out", str(tmp_path)) if command[0] == "export" else ())],

@@ -8,7 +8,7 @@ from rich.text import Text
 
 from attnviz import extract, views
 from attnviz.render import bars, heat, table
-from attnviz.render.term import SHADES, boundary, rgb
+from attnviz.render.term import SHADES, rgb
 
 SENTENCE = "the quick brown fox jumps over the lazy dog "
 
@@ -106,13 +106,13 @@ def test_sentence_pairs_fit_at_every_width(a_words, b_words):
     """The column where sentence B starts, and cells that never straddle it, still fit the width."""
     result = extract(" ".join(PAIR_WORDS[:a_words]) + ".", pair=" ".join(PAIR_WORDS[-b_words:]) + ".", device="cpu")
     stack = views.select(result, head=0).stacks[0]
-    assert boundary(stack.key.segments) is not None
+    assert stack.key.pair_start is not None
     for width in range(12, 60):
         for color in (False, True):
             # the lines as built, before rich crops anything at the console's edge
             lines = table.stack_lines(stack, width, color, style="heat")
             widest = max(line.cell_len for line in lines)
             assert widest <= width, f"{widest} cells at width {width} (color={color})"
-        size = heat.cell_size(len(stack.query), len(stack.key), width, boundary(stack.key.segments))
-        note = heat.pooled_note(len(stack.query), len(stack.key), width, boundary(stack.key.segments))
+        size = heat.cell_size(len(stack.query), len(stack.key), width, stack.key.pair_start)
+        note = heat.pooled_note(len(stack.query), len(stack.key), width, stack.key.pair_start)
         assert (f"{size}×{size} tokens" in note) if size > 1 else note == ""

@@ -152,7 +152,7 @@ class HFBackend:
     def tokenize(self, inputs: Inputs) -> dict[str, Tokens]:
         pairs = [inputs.pair] if inputs.pair is not None else None
         encoding = self._encode([inputs.text], pairs, False).encodings[0]
-        out = {"input": tokens_from_encoding(encoding, _texts(inputs))[0]}
+        out = {"input": tokens_from_encoding(encoding, inputs.texts())[0]}
         if self.family == "encoder-decoder":
             out["target"] = self._decoder_tokens(self._decoder_inputs([inputs], False).encodings[0], inputs)[0]
         return out
@@ -231,7 +231,7 @@ class HFBackend:
         arrays = {k: torch.stack(list(v), dim=1).float().cpu().numpy() for k, v in raw.items()}  # (B, L, h, q, k)
         results = []
         for b, inputs in enumerate(batch):
-            src, src_keep = tokens_from_encoding(enc.encodings[b], _texts(inputs))
+            src, src_keep = tokens_from_encoding(enc.encodings[b], inputs.texts())
             stacks = []
             if dec is not None:
                 tgt, tgt_keep = self._decoder_tokens(dec.encodings[b], inputs)
@@ -245,8 +245,3 @@ class HFBackend:
                 AttentionResult(self.spec, inputs.text, tuple(stacks), inputs.extras(), self.precision, notes)
             )
         return results
-
-
-def _texts(inputs: Inputs) -> tuple[str, ...]:
-    """What the encoder's tokenizer was given: sentence A, and B for a pair."""
-    return (inputs.text,) if inputs.pair is None else (inputs.text, inputs.pair)

@@ -172,8 +172,7 @@ class BertBackend:
         return encodings
 
     def tokenize(self, inputs: Inputs) -> dict[str, Tokens]:
-        texts = (inputs.text,) if inputs.pair is None else (inputs.text, inputs.pair)
-        return {"input": tokens_from_encoding(self._encode([inputs], truncate=False)[0], texts)[0]}
+        return {"input": tokens_from_encoding(self._encode([inputs], truncate=False)[0], inputs.texts())[0]}
 
     def vocabulary(self) -> list[str]:
         vocab = self.tokenizer.get_vocab(with_added_tokens=False)
@@ -196,7 +195,7 @@ class BertBackend:
         results = []
         for b, (inputs, enc) in enumerate(zip(batch, encodings)):
             n = len(enc.ids)
-            tokens, _ = tokens_from_encoding(enc, (inputs.text,) if inputs.pair is None else (inputs.text, inputs.pair))
+            tokens, _ = tokens_from_encoding(enc, inputs.texts())
             stack = Stack("encoder", tokens, tokens, stacked[b, :, :, :n, :n].copy())
             notes = truncation_notes(enc)
             results.append(

@@ -55,6 +55,7 @@ def tokens_of(text: str) -> Tokens:
         special=(False,) * len(found),
         word_ids=tuple(range(len(found))),
         offsets=tuple(m.span() for m in found),
+        sources=tuple(m.group() for m in found),  # a scratch token is its own text
     )
 
 

@@ -43,6 +43,10 @@ class Inputs:
     target: str | None = None
     source: str | None = None
 
+    def texts(self) -> tuple[str, ...]:
+        """What the encoder's tokenizer is given: sentence A, and B for a pair."""
+        return (self.text,) if self.pair is None else (self.text, self.pair)
+
     def extras(self) -> dict[str, str]:
         return {
             k: v for k, v in (("pair", self.pair), ("target", self.target), ("source", self.source)) if v is not None

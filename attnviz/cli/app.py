@@ -22,7 +22,7 @@ from .hints import hint_for
 from .options import say
 
 EXAMPLES = """
-# heat tables of the last layer for the classic sentence
+# the last layer of the classic sentence at a glance
 attnviz show "I have a dream"
 # heatmaps for a whole file of sentences
 attnviz export --input sample_inputs/classic.txt --out figs/

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.segment import Segment
+    from rich.text import Text
 
 
 MIN_WIDTH = 40  # narrower (COLUMNS=0, a tiny pane) would draw nothing readable: draw at this width
@@ -24,6 +25,13 @@ def stdout_console() -> Console:
 
     console = Console()
     return console if console.width >= MIN_WIDTH else Console(width=MIN_WIDTH)
+
+
+def sentence_heading(text: str) -> Text:
+    """The line that opens one sentence's output when a command prints several."""
+    from rich.text import Text
+
+    return Text(f"» {text}", style="bold reverse", no_wrap=True, overflow="ellipsis")
 
 
 def print_trimmed(console: Console, renderable: RenderableType) -> None:

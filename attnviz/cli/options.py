@@ -401,11 +401,10 @@ def sentences_from(texts: list[str], input_file: str | None, nothing: str, examp
     if "-" in texts and len(texts) > 1:
         raise UsageError("'-' reads the sentences from standard input: give it alone", hint="drop the other sentences")
     if input_file is not None or texts == ["-"]:
-        if (input_file or "-") == "-" and sys.stdin is None:  # started with stdin closed (<&-)
-            raise InputError("standard input is closed: there is nothing to read", hint="give the sentences as TEXT")
-        if (input_file or "-") == "-" and sys.stdin.isatty():
+        path = input_file or "-"
+        if path == "-" and sys.stdin is not None and sys.stdin.isatty():
             say("reading", "sentences from the terminal, one per line; end with Ctrl-D")
-        return read_sentences(input_file or "-")
+        return read_sentences(path)
     if not texts:
         raise UsageError(nothing, hint=example)
     if len(texts) == 1 and not texts[0].strip():

@@ -109,14 +109,14 @@ def _print_terminal(shown: list[AttentionResult], fmt: OutputFormat, digits: int
     from ..render import bars as bar_view
     from ..render import overview as glance
     from ..render import table
-    from .console import print_trimmed, stdout_console
+    from .console import print_trimmed, sentence_heading, stdout_console
 
     console = stdout_console()
     for n, result in enumerate(shown):
         if len(shown) > 1:
             if n:
                 print_trimmed(console, Text(""))
-            print_trimmed(console, Text(f"» {result.text}", style="bold reverse", no_wrap=True, overflow="ellipsis"))
+            print_trimmed(console, sentence_heading(result.text))
         if bars:
             print_trimmed(console, bar_view.render(result, digits))
         elif overview:

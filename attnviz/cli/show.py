@@ -42,7 +42,7 @@ from .options import (
 from .output import check_count, check_format, print_results
 
 EXAMPLES = """
-# every head of the last layer, as heat tables
+# the last layer at a glance: mean map and each head's strongest link
 attnviz show "I have a dream"
 # one head of layer 2, as bars for the query "dream"
 attnviz show "I have a dream" --layer 2 --head 5 --query dream
@@ -83,7 +83,7 @@ def show(
     causal: Causal = False,
     weights: Weights = None,
 ) -> None:
-    """Show attention weights: every head of the last layer as heat tables, or data for pipelines."""
+    """Show attention weights: the last layer at a glance, every head as heat tables, or data for pipelines."""
     # flags first, before reading stdin or loading a model: a typo should not wait
     spec = view_spec(
         stack=stack,

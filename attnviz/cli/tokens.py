@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..backends.types import Device, Inputs
+from ..backends.types import Device
 from .options import (
     AllowMissing,
     DeviceOpt,
@@ -69,37 +69,23 @@ def tokens(
         heads=heads,
         seed=seed,
     )
-    from rich.text import Text
-
     from ..render.tokens import token_records, tokens_table
-    from .console import print_trimmed, stdout_console
+    from .console import print_trimmed, sentence_heading, stdout_console
 
     sentences = make_inputs(read_texts(texts), backend, pair, target, source)
     for inputs in sentences:
         check_text(inputs.text)
-    tokenized = [
-        {name: (toks, _texts_of(name, inputs)) for name, toks in backend.tokenize(inputs).items()}
-        for inputs in sentences
-    ]
+    tokenized = [backend.tokenize(inputs) for inputs in sentences]
     if fmt is TokensFormat.JSON:
-        for inputs, sequences in zip(sentences, tokenized):
-            doc = {name: token_records(toks, sources) for name, (toks, sources) in sequences.items()}
-            from ..saved import dumps  # lazy: numpy stays out of --help
+        from ..saved import dumps  # lazy: numpy stays out of --help
 
+        for inputs, sequences in zip(sentences, tokenized):
+            doc = {name: token_records(toks) for name, toks in sequences.items()}
             write_stdout(dumps({"text": inputs.text, **inputs.extras(), **doc}) + "\n")
         return
     console = stdout_console()
     for inputs, sequences in zip(sentences, tokenized):
         if len(sentences) > 1:
-            print_trimmed(console, Text(f"» {inputs.text}", style="bold reverse", no_wrap=True, overflow="ellipsis"))
-        for name, (toks, sources) in sequences.items():
-            print_trimmed(console, tokens_table(name, toks, sources))
-
-
-def _texts_of(sequence: str, inputs: Inputs) -> tuple[str, ...]:
-    """The texts a sequence's tokens came from, per segment: sentence A, then B for a pair."""
-    if sequence == "target":
-        return (inputs.target if inputs.target is not None else inputs.text,)
-    if sequence == "source":
-        return (inputs.source or "",)
-    return (inputs.text,) if inputs.pair is None else (inputs.text, inputs.pair)
+            print_trimmed(console, sentence_heading(inputs.text))
+        for name, toks in sequences.items():
+            print_trimmed(console, tokens_table(name, toks))

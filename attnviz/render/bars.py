@@ -13,7 +13,7 @@ from rich.console import RenderableType
 from rich.text import Text
 
 from ..result import AttentionResult, Stack
-from .term import EIGHTHS, MARK, StackLines, boundary, fg_style, fit, note_lines, scale_top, side_by_side
+from .term import EIGHTHS, MARK, StackLines, fg_style, fit, note_lines, scale_top, side_by_side
 
 BAR_CELLS = 16
 LABEL_CELLS = 10
@@ -44,7 +44,7 @@ def bars_block(
     lw = max(1, min(max((cell_len(stack.key.labels[j]) for j in keep), default=1), LABEL_CELLS))
     vw = len(f"{1:.{digits}f}")
     strongest = int(np.argmax(row))
-    cut = boundary(stack.key.segments)
+    cut = stack.key.pair_start
     lines = [Text(title, style="bold")]
     previous = -1
     for j in keep:

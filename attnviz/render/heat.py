@@ -20,7 +20,7 @@ from rich.style import Style
 from rich.text import Text
 
 from ..result import Tokens
-from .term import SHADES, boundary, fit, rgb
+from .term import SHADES, fit, rgb
 
 LEGEND_TOKEN_CELLS = 16
 
@@ -78,8 +78,8 @@ def heat_block(
 ) -> list[Text]:
     """One heatmap, at most `width` cells wide, with index axes."""
     q, k = w.shape
-    qb = boundary(query.segments)
-    kb = boundary(key.segments)
+    qb = query.pair_start
+    kb = key.pair_start
     size = cell_size(q, k, width, kb)
     q_groups, k_groups = _groups(q, size, qb), _groups(k, size, kb)
     cells = _pool(w, q_groups, k_groups) / vmax  # (gq, gk) in [0, 1]
@@ -143,7 +143,7 @@ def pooled_note(q: int, k: int, width: int, cut: int | None = None) -> str:
 
 def token_legend(tokens: Tokens, width: int, label: str = "tokens") -> list[Text]:
     """'tokens: 0 [CLS]  1 i  2 have …' wrapped to `width`, '│' where sentence B starts."""
-    cut = boundary(tokens.segments)
+    cut = tokens.pair_start
     entries = []
     for i, text in enumerate(tokens.labels):
         shown = fit(text, LEGEND_TOKEN_CELLS).rstrip() or "␣"

@@ -30,18 +30,17 @@ from .term import (
 )
 
 LINK_TOKEN_CELLS = 10  # a token in the links column is cut to this
-MEAN_HEAT_CELLS = 64
-GAP = 4  # a long input's mean heatmap: wide enough to read, short enough to leave room
+MEAN_HEAT_CELLS = 64  # a long input's mean heatmap: wide enough to read, short enough to leave room
+GAP = 4  # cells between the mean map and the head list
 
 
-def _mean(stack: Stack, li: int) -> np.ndarray:
-    return stack.weights[li].mean(axis=0)  # (H, q, k) → (q, k)
+def _real(tokens: Tokens) -> list[int]:
+    """Indices of the tokens that are not special."""
+    return [i for i in range(len(tokens)) if not tokens.is_special(i)]
 
 
-def strongest_link(w: np.ndarray, query: Tokens, key: Tokens) -> tuple[int, int] | None:
-    """(query, key) of the largest weight between two real tokens (specials left out), if any."""
-    rows = [i for i in range(len(query)) if not query.is_special(i)]
-    cols = [j for j in range(len(key)) if not key.is_special(j)]
+def strongest_link(w: np.ndarray, rows: list[int], cols: list[int]) -> tuple[int, int] | None:
+    """(query, key) of the largest weight among real query `rows` and key `cols`, if there are any."""
     if not rows or not cols:
         return None
     sub = w[np.ix_(rows, cols)]
@@ -49,13 +48,11 @@ def strongest_link(w: np.ndarray, query: Tokens, key: Tokens) -> tuple[int, int]
     return rows[int(i)], cols[int(j)]
 
 
-def special_share(w: np.ndarray, query: Tokens, key: Tokens) -> float | None:
-    """Mean weight real query tokens give to special keys; None without specials."""
-    special = np.array([key.is_special(j) for j in range(len(key))], dtype=bool)
-    rows = [i for i in range(len(query)) if not query.is_special(i)]
-    if not special.any() or not rows:
+def special_share(w: np.ndarray, rows: list[int], special: list[int]) -> float | None:
+    """Mean weight the real query `rows` give to the `special` keys; None without either."""
+    if not special or not rows:
         return None
-    return float(w[rows][:, special].sum(axis=1).mean())
+    return float(w[np.ix_(rows, special)].sum(axis=1).mean())
 
 
 def _head_number(origin: Origin, hi: int) -> str:
@@ -64,12 +61,14 @@ def _head_number(origin: Origin, hi: int) -> str:
 
 def head_lines(stack: Stack, li: int, digits: int, color: bool) -> list[Text]:
     """One line per head: number, strongest link between real tokens, its weight, share on specials."""
-    shares = [special_share(stack.weights[li, hi], stack.query, stack.key) for hi in range(stack.heads)]
+    rows, cols = _real(stack.query), _real(stack.key)
+    special = [j for j in range(len(stack.key)) if stack.key.is_special(j)]
+    shares = [special_share(stack.weights[li, hi], rows, special) for hi in range(stack.heads)]
     show_share = any(s is not None for s in shares)
     links = []
     for hi in range(stack.heads):
         w = stack.weights[li, hi]
-        found = strongest_link(w, stack.query, stack.key)
+        found = strongest_link(w, rows, cols)
         if found is None:
             links.append(("", "", 0.0))
         else:
@@ -95,11 +94,11 @@ def head_lines(stack: Stack, li: int, digits: int, color: bool) -> list[Text]:
     return lines
 
 
-def mean_block(stack: Stack, li: int, room: int, width: int, color: bool, digits: int) -> tuple[list[Text], bool]:
-    """The mean of the layer's heads: a heat table, beside the heads (`room`) if one fits there, else
-    across the `width`; a heatmap (True) when no table fits."""
-    w = _mean(stack, li)
-    vmax = scale_top(w[None, None])
+def mean_block(
+    stack: Stack, w: np.ndarray, vmax: float, room: int, width: int, color: bool, digits: int
+) -> tuple[list[Text], bool]:
+    """The mean map `w` of a layer's heads: a heat table, beside the heads (`room`) if one fits
+    there, else across the `width`; a heatmap (True) when no table fits."""
     title = f"mean of {stack.heads} heads"
     for cells, compact in ((room, 0), (room, 1), (width, 0), (width, 1), (width, TIGHT)):
         if table_width(stack.query, stack.key, digits, compact) <= cells:
@@ -118,17 +117,19 @@ def overview_lines(stack: Stack, width: int, color: bool, digits: int = 2) -> li
         heading = f"{stack.name} · {stack.layer_label(li)} · {stack.heads} heads at a glance"
         lines.append(Text(fit(heading, width).rstrip(), style="bold"))
         heads = [Text(""), *head_lines(stack, li, digits, color)]  # the blank meets the mean's title
-        block, pooled = mean_block(stack, li, width - GAP - block_width(heads), width, color, digits)
+        mean = stack.weights[li].mean(axis=0)  # (H, q, k) → (q, k)
+        vmax = scale_top(mean[None, None])
+        block, pooled = mean_block(stack, mean, vmax, width - GAP - block_width(heads), width, color, digits)
         lines += side_by_side([block, heads], width, GAP)
         lines.append(Text(""))
-        lines += _legend(stack, li, pooled, width, color, digits)
+        lines += _legend(stack, vmax, pooled, width, color, digits)
     return lines + note_lines(stack.notes, width)
 
 
-def _legend(stack: Stack, li: int, pooled: bool, width: int, color: bool, digits: int) -> list[Text]:
+def _legend(stack: Stack, vmax: float, pooled: bool, width: int, color: bool, digits: int) -> list[Text]:
     items: list[Text | str] = []
     if color:
-        items.append(ramp(scale_top(_mean(stack, li)[None, None]), digits, color))
+        items.append(ramp(vmax, digits, color))
     if not pooled:
         items.append(f"{MARK} strongest key in each row")
     items += [

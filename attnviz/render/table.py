@@ -19,7 +19,6 @@ from . import heat
 from .term import (
     MARK,
     StackLines,
-    boundary,
     cell_style,
     fit,
     note_lines,
@@ -93,7 +92,7 @@ def _spare(query: Tokens, key: Tokens, digits: int, compact: int, width: int) ->
 
 def table_width(query: Tokens, key: Tokens, digits: int, compact: int) -> int:
     """Cells one table takes at its narrowest, label column and sentence boundary included."""
-    cut = boundary(key.segments)
+    cut = key.pair_start
     return _label_width(query, compact) + 1 + sum(_column_widths(key, digits, compact)) + (cut is not None)
 
 
@@ -114,8 +113,8 @@ def table_block(
     label_spare, header_spare = _spare(query, key, digits, compact, width)
     widths = _column_widths(key, digits, compact, header_spare)
     lw = _label_width(query, compact, label_spare)
-    kb = boundary(key.segments)
-    qb = boundary(query.segments)
+    kb = key.pair_start
+    qb = query.pair_start
     lines: list[Text] = []
     if title:
         lines.append(Text(fit(title, lw + 1 + sum(widths) + (kb is not None)).rstrip(), style="bold"))
@@ -241,7 +240,7 @@ def _legend_lines(
     if layout == "heat":
         items.append(ramp(vmax, digits, color))
         items.append("rows: query tokens, columns: key tokens")
-        pooled = heat.pooled_note(q, k, tile, boundary(stack.key.segments))
+        pooled = heat.pooled_note(q, k, tile, stack.key.pair_start)
         if pooled:
             items.append(pooled)
         if style == "table":

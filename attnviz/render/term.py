@@ -186,14 +186,6 @@ def side_by_side(blocks: Sequence[Sequence[Text]], width: int, gap: int = 3) -> 
     return lines
 
 
-def boundary(segments: Sequence[int]) -> int | None:
-    """Index of the first token of sentence B, or None for a single sentence."""
-    for i in range(1, len(segments)):
-        if segments[i] != segments[i - 1]:
-            return i
-    return None
-
-
 class StackLines:
     """Each stack of a result as the lines `draw(stack, width, color)` makes, a blank line
     between stacks, every line cropped to the console it is printed on."""

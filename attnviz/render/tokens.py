@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from rich.table import Table
@@ -11,8 +10,8 @@ from ..backends.types import ModelInfo
 from ..result import Tokens
 
 
-def token_records(tokens: Tokens, texts: Sequence[str]) -> list[dict[str, Any]]:
-    """Every column of the tokens table, one dict per token; `texts` are the texts per segment."""
+def token_records(tokens: Tokens) -> list[dict[str, Any]]:
+    """Every column of the tokens table, one dict per token."""
     return [
         {
             "index": i,
@@ -21,18 +20,18 @@ def token_records(tokens: Tokens, texts: Sequence[str]) -> list[dict[str, Any]]:
             "word": tokens.word_ids[i] if tokens.word_ids else None,
             "segment": tokens.segments[i] if tokens.segments else 0,
             "offsets": list(tokens.offsets[i]) if tokens.offsets else None,
-            "from_text": tokens.source(i, texts),
+            "from_text": tokens.sources[i] if tokens.sources else None,
         }
         for i, tok in enumerate(tokens.texts)
     ]
 
 
-def tokens_table(name: str, tokens: Tokens, texts: Sequence[str]) -> Table:
+def tokens_table(name: str, tokens: Tokens) -> Table:
     """One row per token: index, text, special flag, word index, segment, and the text it came from."""
     table = Table(title=f"{name} · {len(tokens)} tokens", title_justify="left")
     for column in ("#", "token", "special", "word", "segment", "from text"):
         table.add_column(column, justify="right" if column in ("#", "word", "segment") else "left")
-    for row in token_records(tokens, texts):
+    for row in token_records(tokens):
         source = row["from_text"]
         table.add_row(
             str(row["index"]),
