@@ -202,16 +202,16 @@ def _end_pool(pool: Any) -> None:
     Pool.terminate() ends by joining its task thread, which can stay blocked for good handing
     a queued task to workers that are already gone (seen after a closed --manifest - pipe). So
     it runs on a daemon thread that gets END_POOL_SECONDS; after that the remaining workers are
-    killed and the run goes on: the stuck threads are daemons and die with the process.
+    killed and the run goes on: the stuck threads are daemons and die with the process. Only this
+    pool's own workers are killed, never other children of a program that uses attnviz.
     """
-    import multiprocessing
-
+    workers = list(pool._pool)  # the pool's processes (no public accessor); terminate() may replace the list
     ender = threading.Thread(target=lambda: (pool.terminate(), pool.join()), daemon=True)
     ender.start()
     ender.join(END_POOL_SECONDS)
     if ender.is_alive():
-        for child in multiprocessing.active_children():
-            child.kill()
+        for worker in workers:
+            worker.kill()
 
 
 class _Drawing:
