@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .backends.registry import DEFAULT_MODEL, cached
-from .backends.types import Backend, Device, Dtype, Inputs, LoadOptions, resolve_choice
+from .backends.types import Backend, Capture, Device, Dtype, Inputs, LoadOptions, resolve_choice
 from .errors import Fix, InputError, ModelError, UsageError
 from .result import AttentionResult
 
@@ -35,15 +35,22 @@ def check_fits(backend: Backend, batch: Sequence[Inputs]) -> None:
 
 
 def run_batch(
-    backend: Backend, batch: Sequence[Inputs], batch_size: int = 16, truncate: bool = False
+    backend: Backend,
+    batch: Sequence[Inputs],
+    batch_size: int = 16,
+    truncate: bool = False,
+    capture: Capture | None = None,
 ) -> list[AttentionResult]:
-    """Run inputs through a backend in batches and validate every result once."""
+    """Run inputs through a backend in batches and validate every result once; `capture` keeps
+    only some layers and heads (None: all)."""
     for x in batch:
         check_text(x.text)
     check_fits(backend, batch)
     results: list[AttentionResult] = []
     for start in range(0, len(batch), max(1, batch_size)):
-        results.extend(_checked(r) for r in backend.run(batch[start : start + batch_size], truncate=truncate))
+        results.extend(
+            _checked(r) for r in backend.run(batch[start : start + batch_size], truncate=truncate, capture=capture)
+        )
     return results
 
 

@@ -16,7 +16,7 @@ from ..errors import ModelError
 from ..result import AttentionResult, Stack, Tokens
 from .encoding import tokens_from_encoding, truncation_notes
 from .sources import Source
-from .types import Dtype, Inputs, LoadOptions, ModelInfo, check_length, resolve_device, resolve_dtype
+from .types import Capture, Dtype, Inputs, LoadOptions, ModelInfo, check_length, resolve_device, resolve_dtype
 
 _DECODER_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
@@ -184,12 +184,14 @@ class HFBackend:
         return int(start if start is not None else self.tokenizer.pad_token_id)
 
     @torch.inference_mode()
-    def run(self, batch: Sequence[Inputs], truncate: bool = False) -> list[AttentionResult]:
+    def run(
+        self, batch: Sequence[Inputs], truncate: bool = False, capture: Capture | None = None
+    ) -> list[AttentionResult]:
         with_pair = [x.pair is not None for x in batch]
         if len(set(with_pair)) > 1:
             # one padded batch cannot hold both: the pairless would get an empty sentence B
-            results = iter(self.run([x for x in batch if x.pair is None], truncate))
-            paired = iter(self.run([x for x in batch if x.pair is not None], truncate))
+            results = iter(self.run([x for x in batch if x.pair is None], truncate, capture))
+            paired = iter(self.run([x for x in batch if x.pair is not None], truncate, capture))
             return [next(paired) if has else next(results) for has in with_pair]
         pairs = [x.pair or "" for x in batch] if any(with_pair) else None
         enc = self._encode([x.text for x in batch], pairs, truncate)
@@ -215,9 +217,11 @@ class HFBackend:
             raise ModelError(f"{self.spec} ({type(self.model).__name__}) gives no attention weights: {exc}") from exc
         except (RuntimeError, ValueError, IndexError) as exc:
             raise ModelError(f"{self.spec}: the forward pass failed: {str(exc).splitlines()[0]}") from exc
-        return self._results(batch, enc, dec, out)
+        return self._results(batch, enc, dec, out, capture)
 
-    def _results(self, batch: Sequence[Inputs], enc: Any, dec: Any, out: Any) -> list[AttentionResult]:
+    def _results(
+        self, batch: Sequence[Inputs], enc: Any, dec: Any, out: Any, capture: Capture | None
+    ) -> list[AttentionResult]:
         if self.family == "encoder-decoder":
             names = {"encoder": "encoder_attentions", "decoder": "decoder_attentions", "cross": "cross_attentions"}
         else:
@@ -239,7 +243,8 @@ class HFBackend:
                 q_tokens, q_keep = (src, src_keep) if name == "encoder" or dec is None else (tgt, tgt_keep)
                 k_tokens, k_keep = (q_tokens, q_keep) if name != "cross" else (src, src_keep)
                 w = arr[b][:, :, q_keep][:, :, :, k_keep]  # drop padded rows and columns
-                stacks.append(Stack(name, q_tokens, k_tokens, w, causal=name == "decoder"))
+                stack = Stack(name, q_tokens, k_tokens, w, causal=name == "decoder")
+                stacks.append(capture.cut(stack) if capture is not None else stack)
             notes = truncation_notes(enc.encodings[b], dec.encodings[b] if dec is not None else None)
             results.append(
                 AttentionResult(self.spec, inputs.text, tuple(stacks), inputs.extras(), self.precision, notes)

@@ -21,7 +21,7 @@ from ..errors import ModelError
 from ..result import AttentionResult, Stack, Tokens
 from ..scratch import MultiHeadAttention, padding_mask
 from .encoding import tokens_from_encoding, truncation_notes
-from .types import Dtype, Inputs, LoadOptions, ModelInfo, check_length, resolve_device, resolve_dtype
+from .types import Capture, Dtype, Inputs, LoadOptions, ModelInfo, check_length, resolve_device, resolve_dtype
 
 
 class BertLayer(nn.Module):
@@ -179,7 +179,9 @@ class BertBackend:
         return sorted(vocab, key=vocab.__getitem__)
 
     @torch.inference_mode()
-    def run(self, batch: Sequence[Inputs], truncate: bool = False) -> list[AttentionResult]:
+    def run(
+        self, batch: Sequence[Inputs], truncate: bool = False, capture: Capture | None = None
+    ) -> list[AttentionResult]:
         """One padded forward pass for the batch; each result cut back to its own tokens."""
         encodings = self._encode(batch, truncate)
         T = max(len(e.ids) for e in encodings)
@@ -197,6 +199,8 @@ class BertBackend:
             n = len(enc.ids)
             tokens, _ = tokens_from_encoding(enc, inputs.texts())
             stack = Stack("encoder", tokens, tokens, stacked[b, :, :, :n, :n].copy())
+            if capture is not None:
+                stack = capture.cut(stack)
             notes = truncation_notes(enc)
             results.append(
                 AttentionResult(self.info.name, inputs.text, (stack,), inputs.extras(), self.precision, notes)

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from ..errors import Fix, InputError, ModelError, UsageError
 from ..result import AttentionResult, Stack, Tokens
 from ..scratch import MultiHeadAttention, causal_mask
-from .types import Dtype, Inputs, LoadOptions, ModelInfo, check_length, resolve_device, resolve_dtype
+from .types import Capture, Dtype, Inputs, LoadOptions, ModelInfo, check_length, resolve_device, resolve_dtype
 
 NAME = "scratch"
 MAX_TOKENS = 1024  # an [h, T, T] matrix per layer: keep a pasted book from eating the memory
@@ -261,7 +261,9 @@ class ScratchBackend:
         hidden, weights = self.model(x, memory, mask)
         return Trace(query, key, hidden, memory, mask, weights)
 
-    def run(self, batch: Sequence[Inputs], truncate: bool = False) -> list[AttentionResult]:
+    def run(
+        self, batch: Sequence[Inputs], truncate: bool = False, capture: Capture | None = None
+    ) -> list[AttentionResult]:
         """One input at a time: the model is small, and unpadded runs need no padding mask."""
         results = []
         for inputs in batch:
@@ -269,6 +271,8 @@ class ScratchBackend:
             weights = torch.cat(t.weights).float().cpu().numpy()  # (L, h, Tq, Tk)
             name = "cross" if t.memory is not None else "decoder" if self.causal else "encoder"
             stack = Stack(name, t.query, t.key, weights, causal=self.causal)
+            if capture is not None:
+                stack = capture.cut(stack)
             cut = [
                 f"{what} truncated to {MAX_TOKENS} tokens (the scratch model's maximum)"
                 for what, text in (("input", inputs.text), ("source", inputs.source))

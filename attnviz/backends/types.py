@@ -16,7 +16,8 @@ from ..errors import DeviceError, Fix, InputError
 if TYPE_CHECKING:  # numpy and torch stay out of `attnviz --help`, which reads the enums below
     import torch
 
-    from ..result import AttentionResult, Tokens
+    from ..result import AttentionResult, Stack, Tokens
+    from ..spec import Indices, ViewSpec
 
 
 class Device(str, Enum):
@@ -70,6 +71,59 @@ class ModelInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Capture:
+    """Which layers and heads of each stack a run keeps (model numbers); None: all of them.
+
+    Backends that capture layer by layer hold only these maps; the others cut their
+    full result down with `Capture.cut`. The view then picks from what was kept.
+    """
+
+    layers: Indices | None = None
+    heads: Indices | None = None
+
+    @classmethod
+    def for_view(cls, spec: ViewSpec) -> Capture:
+        """What a view needs: rollout multiplies every layer; mean/max still reads the chosen heads."""
+        from ..spec import LAST
+
+        return cls(layers=None if spec.rollout else spec.layers or LAST, heads=spec.heads)
+
+    def pick(self, layers: int, heads: int) -> tuple[list[int], list[int]]:
+        """Model layer and head numbers to keep, in order; SelectionError for numbers the model lacks."""
+        from ..result import origins
+        from ..views import positions
+
+        li = (
+            list(range(layers))
+            if self.layers is None
+            else positions(self.layers, origins(range(layers)), layers, "layer")
+        )
+        hi = list(range(heads)) if self.heads is None else positions(self.heads, origins(range(heads)), heads, "head")
+        return li, hi
+
+    def cut(self, stack: Stack) -> Stack:
+        """A full stack (every model layer and head) cut down to what this capture keeps."""
+        from dataclasses import replace
+
+        import numpy as np
+
+        from ..result import origins
+
+        if self.layers is None and self.heads is None:
+            return stack
+        li, hi = self.pick(stack.layers, stack.heads)
+        w = np.ascontiguousarray(stack.weights[li][:, hi])  # (L', H', q, k)
+        return replace(
+            stack,
+            weights=w,
+            layer_axis=origins(li),
+            head_axis=origins(hi),
+            model_layers=stack.model_layers,
+            model_heads=stack.model_heads,
+        )
+
+
 class Backend(Protocol):
     """Turns inputs into attention; one instance holds one loaded model."""
 
@@ -80,8 +134,10 @@ class Backend(Protocol):
         """Tokens per sequence: {"input": ..., "target": ...}."""
         ...
 
-    def run(self, batch: Sequence[Inputs], truncate: bool = False) -> list[AttentionResult]:
-        """Attention for each input; padding is removed from what is returned."""
+    def run(
+        self, batch: Sequence[Inputs], truncate: bool = False, capture: Capture | None = None
+    ) -> list[AttentionResult]:
+        """Attention for each input, the layers and heads `capture` keeps; padding is removed."""
         ...
 
     def vocabulary(self) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..backends.types import Device, Dtype
-from ..spec import Agg
+from ..spec import ALL, Agg
 from .options import (
     AggOpt,
     AllowMissing,
@@ -100,6 +100,7 @@ def show(
     sentences = read_texts(texts)
     check_count(fmt, len(sentences), "sentences on standard input" if texts == ["-"] else "sentences")
     from ..api import run_batch
+    from ..backends.types import Capture
 
     backend = load_model(
         model,
@@ -115,5 +116,7 @@ def show(
         weights=weights,
     )
     inputs = make_inputs(sentences, backend, pair, target, source)
-    results = run_batch(backend, inputs, batch_size=batch_size, truncate=truncate)
+    # run only what the view shows (the HTML page offers every layer unless --layer narrows it)
+    capture = Capture.for_view(spec.with_layers(ALL) if fmt is OutputFormat.HTML else spec)
+    results = run_batch(backend, inputs, batch_size=batch_size, truncate=truncate, capture=capture)
     print_results([s.tag(r) for s, r in zip(sentences, results)], spec, fmt, digits, glance=head is None)
