@@ -39,6 +39,7 @@ class Fix(Enum):
     SCRATCH_CAUSAL_SOURCE = "scratch-causal-source"
     MODEL_FOLDER = "model-folder"
     SMALLER_IMAGE = "smaller-image"
+    BIGGER_FIGURE = "bigger-figure"
 
 
 class AttnvizError(Exception):

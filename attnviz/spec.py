@@ -244,3 +244,30 @@ class ViewSpec:
     def with_layers(self, layers: Indices) -> ViewSpec:
         """This spec with a layer default filled in (export shows every layer unless told)."""
         return self if self.layers is not None else replace(self, layers=layers)
+
+
+def parse_vmax(value: str | float | None) -> float | None:
+    """The top of a colour scale: a number above 0, or 'auto' (None: the largest weight shown)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return None
+    try:
+        top = float(value)
+    except ValueError:
+        raise UsageError(f"cannot read --vmax {value!r}", hint="give a number above 0, or auto") from None
+    if not (top > 0 and top < float("inf")):
+        raise UsageError(f"--vmax {value} is not above 0", hint="give a number above 0, or auto")
+    return top
+
+
+def parse_figsize(value: str | tuple[float, float] | None) -> tuple[float, float] | None:
+    """A figure size in inches from 'W,H' or 'WxH' (None: sized from the tokens)."""
+    if value is None or isinstance(value, tuple):
+        return value
+    parts = value.lower().replace("x", ",").split(",")
+    try:
+        w, h = (float(p) for p in parts)
+    except ValueError:
+        raise UsageError(f"cannot read --figsize {value!r}", hint="give width and height in inches, e.g. 8,6") from None
+    if not (0 < w < float("inf") and 0 < h < float("inf")):
+        raise UsageError(f"--figsize {value} needs a width and height above 0")
+    return w, h

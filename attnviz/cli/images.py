@@ -16,6 +16,36 @@ from .options import write_stdout
 if TYPE_CHECKING:
     from ..export.run import Outcome, Reporter, Summary
     from ..inputs import Sentence
+    from ..render.image import Style
+
+
+def image_style(
+    image: ImageFormat,
+    *,
+    cmap: str,
+    dpi: int,
+    vmax: str,
+    annotate: Annotate,
+    caption: bool,
+    figsize: str | None,
+    fontsize: float | None,
+    max_pixels: int,
+) -> Style:
+    """The images' Style from the command line's flags, checked (UsageError for what cannot be drawn)."""
+    from ..render.image import Style
+    from ..spec import parse_figsize, parse_vmax
+
+    return Style(
+        image.value,
+        cmap,
+        dpi,
+        parse_vmax(vmax),
+        annotate.value,
+        caption=caption,
+        figsize=parse_figsize(figsize),
+        fontsize=fontsize,
+        max_pixels=max_pixels,
+    ).check()
 
 
 def _reporter() -> Reporter:
@@ -97,11 +127,7 @@ def export_images(
     spec: ViewSpec,
     *,
     view: ExportView,
-    image: ImageFormat,
-    cmap: str,
-    dpi: int,
-    vmax: float,
-    annotate: Annotate,
+    style: Style,
     manifest: str | None,
     overwrite: bool,
     jobs: int,
@@ -113,11 +139,10 @@ def export_images(
     images are all complete never calls `outcomes`, so no model loads.
     """
     from ..export.run import ExportOptions, export
-    from ..render.image import Style
 
     _check_manifest(manifest)
     options = ExportOptions(
-        style=Style(image.value, cmap, dpi, vmax, annotate.value).check(),
+        style=style,
         view=view,
         spec=spec.with_layers(ALL),
         overwrite=overwrite,

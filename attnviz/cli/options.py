@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from ..backends.types import Device, Dtype
+from ..backends.types import Device, DeviceMap, Dtype
 from ..errors import InputError, UsageError
 from ..spec import Agg, Annotate, ExportView, ImageFormat, Indices, StackName, TokenWindow, ViewSpec, parse_head
 from .help import IMAGE_PANEL, MODEL_PANEL, OUTPUT_PANEL, SCRATCH_PANEL, SELECT_PANEL, VIEW_PANEL
@@ -67,6 +67,15 @@ DeviceOpt = Annotated[Device, typer.Option("--device", help="auto: CUDA when pre
 DtypeOpt = Annotated[
     Dtype,
     typer.Option("--dtype", help="The model's dtype; weights always come out float32.", rich_help_panel=MODEL_PANEL),
+]
+DeviceMapOpt = Annotated[
+    DeviceMap | None,
+    typer.Option(
+        "--device-map",
+        help="auto: spread a transformers model too big for one device over the GPUs and the CPU "
+        "(needs accelerate: pip install 'attnviz[big]'); leave --device out.",
+        rich_help_panel=MODEL_PANEL,
+    ),
 ]
 Pair = Annotated[
     str | None,
@@ -276,8 +285,52 @@ Dpi = Annotated[
     ),
 ]
 Vmax = Annotated[
-    float,
-    typer.Option(metavar="X", help="Top of the colour scale (the same for every image).", rich_help_panel=IMAGE_PANEL),
+    str,
+    typer.Option(
+        metavar="auto|X",
+        help="Top of the colour scale: a number (the same for every map) or auto (the largest weight shown).",
+        rich_help_panel=VIEW_PANEL,
+    ),
+]
+VmaxOrNone = Annotated[
+    str | None,
+    typer.Option(
+        "--vmax",
+        metavar="auto|X",
+        help="Top of the colour scale: a number or auto (the largest weight shown). "
+        "Default: auto in the terminal, 1 in images.",
+        show_default=False,
+        rich_help_panel=VIEW_PANEL,
+    ),
+]
+Caption = Annotated[
+    bool, typer.Option("--caption", help="Write the sentence under each image.", rich_help_panel=IMAGE_PANEL)
+]
+FigSize = Annotated[
+    str | None,
+    typer.Option(
+        metavar="W,H",
+        help="Figure size in inches (default: from the number of tokens); cells shrink to fit.",
+        show_default=False,
+        rich_help_panel=IMAGE_PANEL,
+    ),
+]
+FontSize = Annotated[
+    float | None,
+    typer.Option(
+        metavar="PT",
+        help="Token label size in points (default: from the cell size).",
+        show_default=False,
+        rich_help_panel=IMAGE_PANEL,
+    ),
+]
+MaxPixels = Annotated[
+    int,
+    typer.Option(
+        metavar="N",
+        help="Longest side of an image in pixels: cells shrink and labels thin out to stay within it.",
+        rich_help_panel=IMAGE_PANEL,
+    ),
 ]
 AnnotateOpt = Annotated[
     Annotate,

@@ -2,6 +2,7 @@
 
 Terminal formats are rich renderables on stdout (colour only on a terminal); data
 formats are written whole to stdout; notes about the input (truncation) go to stderr.
+One input's npz is written while the model runs, a layer at a time (`stream_npz`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from ..errors import UsageError
 from .options import OutputFormat, say, write_stdout
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ..backends.types import Backend, Capture, Inputs
+    from ..inputs import Sentence
     from ..result import AttentionResult
     from ..spec import ViewSpec
 
@@ -57,12 +62,27 @@ def print_notes(results: Sequence[AttentionResult]) -> None:
             say("warning", f"{note}{f' ({r.text[:40]!r})' if len(results) > 1 else ''}")
 
 
+def check_vmax(fmt: OutputFormat, vmax: float | None) -> None:
+    """--vmax N sets the colours of tables: refuse it where no colour is drawn, rather than ignore it."""
+    if vmax is not None and fmt not in (OutputFormat.TABLE, OutputFormat.HEAT):
+        raise UsageError(
+            f"--vmax sets the colour scale of tables and images; --format {fmt.value} has none",
+            hint="drop --vmax, or use --format table or heat",
+        )
+
+
 def print_results(
-    results: Sequence[AttentionResult], spec: ViewSpec, fmt: OutputFormat, digits: int, glance: bool = False
+    results: Sequence[AttentionResult],
+    spec: ViewSpec,
+    fmt: OutputFormat,
+    digits: int,
+    glance: bool = False,
+    vmax: float | None = None,
 ) -> None:
     """Apply the view to each result and print it in `fmt`.
 
-    `glance` (no --head given): a table of plain heads is drawn as the layer at a glance.
+    `glance` (no --head given): a table of plain heads is drawn as the layer at a glance;
+    `vmax`: the top of the tables' colour scale (None: the largest weight shown).
     """
     print_notes(results)
     if fmt is OutputFormat.HTML:  # a page to explore holds every layer unless --layer narrows it
@@ -73,7 +93,7 @@ def print_results(
     if fmt in (OutputFormat.TABLE, OutputFormat.HEAT):
         _refuse_signed(shown)
         overview = glance and fmt is OutputFormat.TABLE and spec.combine is None and not spec.rollout
-        _print_terminal(shown, fmt, digits, bars=spec.query is not None, overview=overview)
+        _print_terminal(shown, fmt, digits, bars=spec.query is not None, overview=overview, vmax=vmax)
         return
     from .. import saved
 
@@ -88,8 +108,87 @@ def print_results(
 
         write_stdout(page(shown))
     else:
-        sys.stdout.buffer.write(saved.to_npz(shown))
+        saved.write_npz(shown, sys.stdout.buffer)
         sys.stdout.buffer.flush()
+
+
+def streams(fmt: OutputFormat, count: int, spec: ViewSpec) -> bool:
+    """Whether `stream_npz` writes this: one input's npz (rollout multiplies every layer, so it waits for them)."""
+    return fmt is OutputFormat.NPZ and count == 1 and not spec.rollout
+
+
+def _layer_local(spec: ViewSpec) -> bool:
+    """Whether the view leaves a captured layer as it is (no head combined or picked again, no token step)."""
+    return (
+        spec.combine is None
+        and spec.heads.is_all
+        and not (spec.words or spec.hide_special)
+        and spec.tokens is None
+        and spec.query is None
+    )
+
+
+def stream_npz(
+    backend: Backend, inputs: Inputs, sentence: Sentence, spec: ViewSpec, capture: Capture, truncate: bool
+) -> None:
+    """One input's attention as an .npz on stdout, written layer by layer as the model makes them.
+
+    `capture` already keeps the view's layers, and every other step of a view (heads,
+    words, hidden specials, a token window, a query) works on each layer alone, so each
+    layer is checked, viewed and written, then let go. A backend that cannot hand layers
+    over one by one runs whole, and its result is written the same way.
+    """
+    from dataclasses import replace
+
+    from .. import saved
+    from ..api import _checked, check_fits, check_text, run_batch
+    from ..backends.types import LayerStreaming
+    from ..errors import SelectionError
+    from ..spec import ALL
+
+    check_text(inputs.text)
+    check_fits(backend, [inputs])
+    wanted = None if spec.stack is None else spec.stack.value
+    stacks = backend.info.stacks
+    if wanted is not None and wanted not in stacks:  # as views.apply says it
+        raise SelectionError(f"there is no {wanted!r} stack here (there is {', '.join(stacks)})")
+    each = replace(spec, stack=None, layers=ALL)
+    noted = False
+    stream = saved.NpzStream(sys.stdout.buffer)
+
+    def take(part: AttentionResult) -> None:
+        nonlocal noted
+        part = _checked(sentence.tag(part))
+        (stack,) = part.stacks
+        if wanted is not None and stack.name != wanted:
+            return
+        if not noted:
+            print_notes([part])
+            noted = True
+        layers, _ = capture.pick(stack.model_layers or stack.layers, stack.model_heads or stack.heads)
+        stream.add(part if _layer_local(each) else viewed(part, each, False), len(layers))
+
+    try:
+        if isinstance(backend, LayerStreaming):
+            backend.stream(inputs, take, truncate, capture)
+        else:
+            for result in run_batch(backend, [inputs], truncate=truncate, capture=capture):
+                for part in _layers_of(result):
+                    take(part)
+        stream.close()
+    except BaseException:
+        stream.abort()
+        raise
+
+
+def _layers_of(result: AttentionResult) -> Iterator[AttentionResult]:
+    """A whole result as the parts a streaming backend hands over: one stack of one layer each."""
+    from dataclasses import replace
+
+    for stack in result.stacks:
+        for li in range(stack.layers):
+            one = replace(stack, weights=stack.weights[li : li + 1], layer_axis=stack.layer_axis[li : li + 1])
+            yield replace(result, stacks=(one,))
 
 
 def _refuse_signed(results: Sequence[AttentionResult]) -> None:
@@ -103,7 +202,9 @@ def _refuse_signed(results: Sequence[AttentionResult]) -> None:
         )
 
 
-def _print_terminal(shown: list[AttentionResult], fmt: OutputFormat, digits: int, bars: bool, overview: bool) -> None:
+def _print_terminal(
+    shown: list[AttentionResult], fmt: OutputFormat, digits: int, bars: bool, overview: bool, vmax: float | None
+) -> None:
     from rich.text import Text
 
     from ..render import bars as bar_view
@@ -118,8 +219,8 @@ def _print_terminal(shown: list[AttentionResult], fmt: OutputFormat, digits: int
                 print_trimmed(console, Text(""))
             print_trimmed(console, sentence_heading(result.text))
         if bars:
-            print_trimmed(console, bar_view.render(result, digits))
+            print_trimmed(console, bar_view.render(result, digits, vmax))
         elif overview:
-            print_trimmed(console, glance.render(result, digits))
+            print_trimmed(console, glance.render(result, digits, vmax))
         else:
-            print_trimmed(console, table.render(result, digits, fmt.value))
+            print_trimmed(console, table.render(result, digits, fmt.value, vmax))

@@ -8,14 +8,17 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError
-from ..spec import Agg, Annotate, ExportView, ImageFormat
-from .images import export_images
+from ..spec import Agg, Annotate, ExportView, ImageFormat, parse_vmax
+from .images import export_images, image_style
 from .options import (
     AggOpt,
     AnnotateOpt,
+    Caption,
     Cmap,
     Digits,
     Dpi,
+    FigSize,
+    FontSize,
     FormatOrNone,
     HeadOrOverview,
     HideSpecial,
@@ -23,6 +26,7 @@ from .options import (
     Jobs,
     Layer,
     ManifestOpt,
+    MaxPixels,
     OutputFormat,
     Overwrite,
     Query,
@@ -30,11 +34,11 @@ from .options import (
     StackOpt,
     TokenWindowOpt,
     ViewOrNone,
-    Vmax,
+    VmaxOrNone,
     Words,
     view_spec,
 )
-from .output import check_count, check_format, print_results, viewed
+from .output import check_count, check_format, check_vmax, print_results, viewed
 
 FileArg = Annotated[
     str,
@@ -77,8 +81,12 @@ def render(
     view: ViewOrNone = None,
     cmap: Cmap = "viridis",
     dpi: Dpi = 100,
-    vmax: Vmax = 1.0,
+    vmax: VmaxOrNone = None,
     annotate: AnnotateOpt = Annotate.AUTO,
+    caption: Caption = False,
+    figsize: FigSize = None,
+    fontsize: FontSize = None,
+    max_pixels: MaxPixels = 10_000,
     manifest: ManifestOpt = None,
     overwrite: Overwrite = False,
     jobs: Jobs = 0,
@@ -107,12 +115,27 @@ def render(
     if as_images and query is not None:
         raise UsageError("--query draws bars in the terminal, not images", hint="drop --query, or drop --image/--out")
     fmt = fmt or OutputFormat.TABLE
-    if not as_images:
+    style = None
+    if as_images:
+        style = image_style(
+            image or ImageFormat.PNG,
+            cmap=cmap,
+            dpi=dpi,
+            vmax="1" if vmax is None else vmax,
+            annotate=annotate,
+            caption=caption,
+            figsize=figsize,
+            fontsize=fontsize,
+            max_pixels=max_pixels,
+        )
+    else:
         check_format(fmt)
+        top = parse_vmax(vmax)
+        check_vmax(fmt, top)
     from ..saved import load
 
     results = load(file)
-    if as_images:
+    if style is not None:
         from ..export.run import from_results
         from ..spec import ALL, ViewSpec
 
@@ -126,15 +149,11 @@ def render(
             out or Path("attnviz-images"),
             ViewSpec(),
             view=view or ExportView.HEAD,
-            image=image or ImageFormat.PNG,
-            cmap=cmap,
-            dpi=dpi,
-            vmax=vmax,
-            annotate=annotate,
+            style=style,
             manifest=manifest,
             overwrite=overwrite,
             jobs=jobs,
         )
         return
     check_count(fmt, len(results), f"results in {file}")
-    print_results(results, spec, fmt, digits, glance=head is None)
+    print_results(results, spec, fmt, digits, glance=head is None, vmax=top)

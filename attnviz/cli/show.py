@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from ..backends.types import Device, Dtype
-from ..spec import ALL, Agg
+from ..spec import ALL, Agg, parse_vmax
 from .options import (
     AggOpt,
     AllowMissing,
     BatchSize,
     Causal,
+    DeviceMapOpt,
     DeviceOpt,
     Digits,
     DModel,
@@ -32,6 +33,7 @@ from .options import (
     TokenWindowOpt,
     Truncate,
     TrustRemoteCode,
+    Vmax,
     Weights,
     Words,
     load_model,
@@ -39,7 +41,7 @@ from .options import (
     read_texts,
     view_spec,
 )
-from .output import check_count, check_format, print_results
+from .output import check_count, check_format, check_vmax, print_results, stream_npz, streams
 
 EXAMPLES = """
 # the last layer at a glance: mean map and each head's strongest link
@@ -67,11 +69,13 @@ def show(
     query: Query = None,
     fmt: Format = OutputFormat.TABLE,
     digits: Digits = 2,
+    vmax: Vmax = "auto",
     pair: Pair = None,
     target: Target = None,
     source: Source = None,
     device: DeviceOpt = Device.AUTO,
     dtype: DtypeOpt = Dtype.FLOAT32,
+    device_map: DeviceMapOpt = None,
     truncate: Truncate = False,
     trust_remote_code: TrustRemoteCode = False,
     allow_missing: AllowMissing = False,
@@ -97,6 +101,8 @@ def show(
         query=query,
     )
     check_format(fmt)
+    top = parse_vmax(vmax)
+    check_vmax(fmt, top)
     sentences = read_texts(texts)
     check_count(fmt, len(sentences), "sentences on standard input" if texts == ["-"] else "sentences")
     from ..api import run_batch
@@ -106,6 +112,7 @@ def show(
         model,
         device=device,
         dtype=dtype,
+        device_map=device_map,
         trust_remote_code=trust_remote_code,
         allow_missing=allow_missing,
         layers=layers,
@@ -118,5 +125,8 @@ def show(
     inputs = make_inputs(sentences, backend, pair, target, source)
     # run only what the view shows (the HTML page offers every layer unless --layer narrows it)
     capture = Capture.for_view(spec.with_layers(ALL) if fmt is OutputFormat.HTML else spec)
+    if streams(fmt, len(inputs), spec):  # one input's npz is written as the model runs, a layer at a time
+        stream_npz(backend, inputs[0], sentences[0], spec, capture, truncate)
+        return
     results = run_batch(backend, inputs, batch_size=batch_size, truncate=truncate, capture=capture)
-    print_results([s.tag(r) for s, r in zip(sentences, results)], spec, fmt, digits, glance=head is None)
+    print_results([s.tag(r) for s, r in zip(sentences, results)], spec, fmt, digits, glance=head is None, vmax=top)

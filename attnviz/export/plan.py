@@ -115,7 +115,9 @@ def plan(result: AttentionResult, stem: str, base: dict[str, Any], view: ExportV
             raise SelectionError(f"the {s.name} maps are signed, and heatmap images draw 0..vmax only")
         q, k = s.query.labels, s.key.labels  # what a reader should see: byte-level BPE decoded
         cuts = (s.query.pair_start, s.key.pair_start)
-        caption = "\n".join((*result.notes, *s.notes))
+        said = [result.text, *(f"{k}: {v}" for k, v in result.inputs.items())] if style.caption else []
+        caption = "\n".join((*said, *result.notes, *s.notes))
+        scaled = style.scaled_to(s.weights)  # --vmax auto: this stack's largest weight, shared by its images
 
         def item(
             weights: np.ndarray,
@@ -179,5 +181,5 @@ def plan(result: AttentionResult, stem: str, base: dict[str, Any], view: ExportV
             title = f"{s.layers_label()} × {s.heads_label()}"
             items = [item(weights, title, "model", s.layer_axis, s.head_axis)]
         widest = max((i.title for i in items), key=len, default="")
-        tasks.append(Task(replace(layout, widest_title=widest), style, tuple(items)))
+        tasks.append(Task(replace(layout, widest_title=widest), scaled, tuple(items)))
     return tasks

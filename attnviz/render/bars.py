@@ -72,9 +72,10 @@ def _title(stack: Stack, li: int, hi: int) -> str:
     return f"{stack.layer_label(li)} · {head}" if stack.layers > 1 else head
 
 
-def stack_bar_lines(stack: Stack, width: int, color: bool, digits: int = 2) -> list[Text]:
-    """Bars of every (layer, head) of a stack that holds exactly one query row."""
-    vmax = scale_top(stack.weights)
+def stack_bar_lines(stack: Stack, width: int, color: bool, digits: int = 2, vmax: float | None = None) -> list[Text]:
+    """Bars of every (layer, head) of a stack that holds exactly one query row; a full bar is vmax
+    (None: the largest weight shown)."""
+    vmax = scale_top(stack.weights, vmax)
     q = stack.query.labels[0]
     lines = [
         Text(
@@ -94,6 +95,6 @@ def stack_bar_lines(stack: Stack, width: int, color: bool, digits: int = 2) -> l
     return lines
 
 
-def render(result: AttentionResult, digits: int = 2) -> RenderableType:
+def render(result: AttentionResult, digits: int = 2, vmax: float | None = None) -> RenderableType:
     """Bars for a result whose stacks each hold one query row (see views.query_view)."""
-    return StackLines(result, lambda stack, width, color: stack_bar_lines(stack, width, color, digits))
+    return StackLines(result, lambda stack, width, color: stack_bar_lines(stack, width, color, digits, vmax))

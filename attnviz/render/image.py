@@ -19,7 +19,7 @@ import struct
 import unicodedata
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,9 @@ from ..spec import ImageFormat
 
 FORMATS = tuple(f.value for f in ImageFormat)
 ANNOTATE_MAX_TOKENS = 16  # single heatmaps up to this many tokens a side show their values
-MAX_PIXELS = 32_000  # per side; Agg refuses 2**16 and such images are unusable anyway
+MAX_PIXELS = 10_000  # the longest side by default (--max-pixels): bigger images no viewer shows whole
+HARD_MAX_PIXELS = 32_000  # Agg refuses 2**16 a side, and such images are unusable anyway
+MIN_CELL_PIXELS = 1  # below one pixel per token a map cannot be drawn at all
 # fonts that draw what DejaVu Sans cannot (CJK, Devanagari), used glyph by glyph when installed:
 # by the `fonts` extra (FONT_PACKAGES) or by the system (e.g. Debian's fonts-noto-cjk)
 FALLBACK_FONTS = (
@@ -66,11 +68,15 @@ class Style:
     fmt: str = "png"
     cmap: str = "viridis"
     dpi: int = 100
-    vmax: float = 1.0  # the colour scale runs 0..vmax for every image, so heads compare
+    vmax: float | None = 1.0  # the colour scale runs 0..vmax; None: auto (the largest weight of the sentence)
     annotate: str = "auto"  # auto (small single heatmaps) | on | off
+    caption: bool = False  # the sentence under the figure
+    figsize: tuple[float, float] | None = None  # inches; None: from the number of tokens
+    fontsize: float | None = None  # token labels, in points; None: from the cell size
+    max_pixels: int = MAX_PIXELS  # the longest side: cells shrink and labels thin out to stay within it
 
     def check(self) -> Style:
-        """Raise UsageError for a format, colour map, dpi or scale matplotlib cannot use."""
+        """Raise UsageError for a format, colour map, dpi, scale or size matplotlib cannot use."""
         if self.fmt not in FORMATS:
             raise UsageError(f"unknown image format {self.fmt!r}", hint=f"choose one of: {', '.join(FORMATS)}")
         if self.cmap not in colormaps:
@@ -80,11 +86,32 @@ class Style:
             )
         if not 10 <= self.dpi <= 1200:
             raise UsageError(f"a dpi of {self.dpi} is outside 10..1200")
-        if not self.vmax > 0:
-            raise UsageError(f"the top of the colour scale must be above 0, not {self.vmax}")
+        if self.vmax is not None and not (self.vmax > 0 and math.isfinite(self.vmax)):
+            raise UsageError(f"the top of the colour scale must be a number above 0, not {self.vmax}")
         if self.annotate not in ("auto", "on", "off"):
             raise UsageError(f"unknown annotate setting {self.annotate!r}", hint="choose auto, on or off")
+        if not 100 <= self.max_pixels <= HARD_MAX_PIXELS:
+            raise UsageError(f"--max-pixels {self.max_pixels} is outside 100..{HARD_MAX_PIXELS}")
+        if self.fontsize is not None and not 2 <= self.fontsize <= 72:
+            raise UsageError(f"a font size of {self.fontsize} points is outside 2..72")
+        if self.figsize is not None:
+            w, h = self.figsize
+            if not (0.5 <= w <= 200 and 0.5 <= h <= 200):
+                raise UsageError(f"a figure size of {w}x{h} inches is outside 0.5..200 a side")
+            if max(w, h) * self.dpi > self.max_pixels:
+                raise UsageError(
+                    f"a {w}x{h} inch figure at {self.dpi} dpi is {w * self.dpi:.0f}x{h * self.dpi:.0f} pixels, "
+                    f"over --max-pixels {self.max_pixels}",
+                    hint="lower --dpi, or raise --max-pixels",
+                )
         return self
+
+    def scaled_to(self, weights: np.ndarray) -> Style:
+        """This style with an auto scale resolved: the top is the largest weight drawn (1 when none is above 0)."""
+        if self.vmax is not None:
+            return self
+        top = float(weights.max()) if weights.size else 0.0
+        return replace(self, vmax=top if top > 0 and math.isfinite(top) else 1.0)
 
 
 @dataclass(frozen=True)
@@ -204,19 +231,74 @@ class _Metrics:
     tick_size: float  # points
     annotate: bool
     rotate_x: bool
+    step: int = 1  # every step-th token carries a label (long inputs in a bounded image)
 
 
-def _metrics(layout: Layout, style: Style) -> _Metrics:
+def _default_cell(layout: Layout, style: Style) -> tuple[float, bool]:
+    """Inches per token before any size limit, and whether the cells show their values."""
     n = max(len(layout.query), len(layout.key))
     single = layout.panels == 1
     annotate = style.annotate == "on" or (style.annotate == "auto" and single and n <= ANNOTATE_MAX_TOKENS)
     if single:
-        cell = 0.42 if annotate else 0.26 if n <= 40 else 0.16
-    else:
-        cell = 0.42 if annotate else 0.2 if n <= 16 else 0.12
-    tick = 9.0 if cell >= 0.26 else 8.0 if cell >= 0.2 else 6.5
-    rotate = _fits(tuple(printable_label(t) for t in layout.key), tick) > cell * 0.85
-    return _Metrics(cell, tick, annotate, rotate)
+        return (0.42 if annotate else 0.26 if n <= 40 else 0.16), annotate
+    return (0.42 if annotate else 0.2 if n <= 16 else 0.12), annotate
+
+
+def _metrics(layout: Layout, style: Style, cell: float, annotate: bool) -> _Metrics:
+    """Label size, rotation and thinning for cells of `cell` inches."""
+    tick = style.fontsize or (9.0 if cell >= 0.26 else 8.0 if cell >= 0.2 else 6.5)
+    line = _text_inches("Ag", tick)[1]
+    step = max(1, math.ceil(line * 1.15 / cell))  # labels need a line each: thin them out when cells are smaller
+    labels = tuple(printable_label(t) for t in layout.key[::step])
+    rotate = step > 1 or _fits(labels, tick) > cell * 0.85
+    return _Metrics(cell, tick, annotate and cell >= 0.3, rotate, step)
+
+
+def _elide(text: str, size: float, room: float) -> str:
+    """The text, shortened with '…' until it is at most `room` inches wide: the first ' · ' part (a model
+    name or path) loses its start first, then the end goes."""
+    if _text_inches(text, size)[0] <= room:
+        return text
+    head, sep, tail = text.partition(" · ")
+    if sep:
+        for cut in range(1, len(head) + 1):
+            shorter = f"…{head[cut:]}{sep}{tail}"
+            if _text_inches(shorter, size)[0] <= room:
+                return shorter
+    for cut in range(len(text) - 1, 0, -1):
+        shorter = text[:cut].rstrip() + "…"
+        if _text_inches(shorter, size)[0] <= room:
+            return shorter
+    return "…"
+
+
+def _wrap(text: str, size: float, room: float) -> list[str]:
+    """Lines of at most `room` inches: words kept whole where they fit, long words broken."""
+    lines: list[str] = []
+    for paragraph in text.splitlines():
+        line = ""
+        for word in paragraph.split(" "):
+            candidate = f"{line} {word}" if line else word
+            if _text_inches(candidate, size)[0] <= room:
+                line = candidate
+                continue
+            if line:
+                lines.append(line)
+            while _text_inches(word, size)[0] > room and len(word) > 1:
+                cut = next(i for i in range(len(word) - 1, 0, -1) if _text_inches(word[:i], size)[0] <= room or i == 1)
+                lines.append(word[:cut])
+                word = word[cut:]
+            line = word
+        lines.append(line)
+    return lines
+
+
+def _scale_ticks(vmax: float) -> tuple[list[float], list[str]]:
+    """Colourbar ticks from 0 to vmax, and their labels ('0', '0.25', '1', '3e-05')."""
+    from matplotlib.ticker import MaxNLocator
+
+    ticks = [float(t) for t in MaxNLocator(5).tick_values(0.0, vmax) if -1e-12 <= t <= vmax * (1 + 1e-9)]
+    return ticks, [f"{t:.3g}" for t in ticks]
 
 
 class Sheet:
@@ -225,56 +307,107 @@ class Sheet:
     TITLE_SIZE = 11.0
     LABEL_SIZE = 9.0
     PANEL_TITLE_SIZE = 8.0
+    CAPTION_SIZE = 8.0
     PAD = 0.12  # inches at the figure edges
+    MIN_WIDTH = 5.0  # inches a caption may widen a small figure to, before it wraps
 
     def __init__(self, layout: Layout, style: Style) -> None:
+        if style.vmax is None:
+            raise ValueError("a sheet needs a resolved colour scale (Style.scaled_to)")
         self.layout, self.style = layout, style
-        self.m = m = _metrics(layout, style)
+        self.vmax: float = style.vmax
         self.cmap: Colormap = colormaps[style.cmap]
         self.norm = Normalize(0.0, style.vmax)
-        q_labels = tuple(printable_label(t) for t in layout.query)
-        k_labels = tuple(printable_label(t) for t in layout.key)
-        nq, nk = len(q_labels), len(k_labels)
+        q_all = tuple(printable_label(t) for t in layout.query)
+        k_all = tuple(printable_label(t) for t in layout.key)
+        nq, nk = len(q_all), len(k_all)
         grid = layout.panels > 1
 
-        # --- sizes in inches, from the text they must hold
+        # --- sizes in inches, from the text they must hold; the cell size is what gives way
         label_h = _text_inches("Ag", self.LABEL_SIZE)[1]
-        tick_h = _text_inches("Ag", m.tick_size)[1]
         title_h = _text_inches("Ag", self.TITLE_SIZE)[1]
+        caption_h = _text_inches("Ag", self.CAPTION_SIZE)[1] * 1.3
         ptitle_h = _text_inches("Ag", self.PANEL_TITLE_SIZE)[1] if any(layout.panel_titles) else 0.0
-        caption_lines = layout.caption.count("\n") + 1 if layout.caption else 0
-        y_ticks_w = _fits(q_labels, m.tick_size)
-        x_ticks_h = _fits(k_labels, m.tick_size) if m.rotate_x else tick_h
         row_title_w = _fits(layout.row_titles, self.LABEL_SIZE) + 0.1 if layout.row_titles else 0.0
-        panel_w, panel_h = nk * m.cell, nq * m.cell
         hgap = 0.15 if grid else 0.0
         vgap = ptitle_h + 0.12 if grid else 0.0
-        left = self.PAD + label_h + 0.08 + row_title_w + y_ticks_w + 0.1
-        bottom = self.PAD + caption_lines * tick_h * 1.3 + label_h + 0.06 + x_ticks_h + 0.1
+        ticks, tick_labels = _scale_ticks(style.vmax)
+        right = 0.18 + 0.16 + _fits(tuple(tick_labels), 8) + 0.1 + _text_inches("Ag", 8)[1] + 0.12 + self.PAD
         top = self.PAD + title_h + 0.12 + ptitle_h
-        right = 0.18 + 0.16 + _text_inches("0.00", 8)[0] + 0.1 + _text_inches("Ag", 8)[1] + 0.12 + self.PAD
-        grid_w = layout.cols * panel_w + (layout.cols - 1) * hgap
-        grid_h = layout.rows * panel_h + (layout.rows - 1) * vgap
-        width = left + grid_w + right
-        height = top + grid_h + bottom
-        # the title (centred over the grid) and the caption lines (from the left edge) must fit:
-        # widen the side that lacks room; 5% slack for hinting, which the path widths do not see
-        half_title = 1.05 * _text_inches(self._widest_title(), self.TITLE_SIZE)[0] / 2 + self.PAD
-        centre = left + grid_w / 2
-        if centre < half_title:
-            left += half_title - centre
-            width += half_title - centre
-            centre = half_title
-        width = max(width, centre + half_title)
-        caption_w = max((_text_inches(line, m.tick_size)[0] for line in layout.caption.splitlines()), default=0.0)
-        width = max(width, 1.05 * caption_w + 2 * self.PAD)
-        if max(width, height) * style.dpi > MAX_PIXELS:
+        limit = style.max_pixels / style.dpi  # inches on the longest side
+
+        def margins(m: _Metrics, caption_lines: int) -> tuple[float, float]:
+            """(left, bottom) around the grid for these labels."""
+            y_ticks_w = _fits(q_all[:: m.step], m.tick_size)
+            tick_h = _text_inches("Ag", m.tick_size)[1]
+            x_ticks_h = _fits(k_all[:: m.step], m.tick_size) if m.rotate_x else tick_h
+            left = self.PAD + label_h + 0.08 + row_title_w + y_ticks_w + 0.1
+            bottom = self.PAD + caption_lines * caption_h + label_h + 0.06 + x_ticks_h + 0.1
+            return left, bottom
+
+        cell, annotate = _default_cell(layout, style)
+        across, down = layout.cols * nk, layout.rows * nq  # tokens along the grid's width and height
+        gaps_w, gaps_h = (layout.cols - 1) * hgap, (layout.rows - 1) * vgap
+        caption_lines = 0
+        m = _metrics(layout, style, cell, annotate)
+        for _ in range(3):  # labels depend on the cell and the cell on the labels' room: settle in a few rounds
+            left, bottom = margins(m, caption_lines)
+            if style.figsize is not None:
+                room_w, room_h = style.figsize[0] - left - right - gaps_w, style.figsize[1] - top - bottom - gaps_h
+                cell = min(room_w / across, room_h / down)
+            else:
+                cell = min(_default_cell(layout, style)[0], (limit - left - right - gaps_w) / across)
+                cell = min(cell, (limit - top - bottom - gaps_h) / down)
+            if cell * style.dpi < MIN_CELL_PIXELS:
+                maps = f"{layout.panels} maps of {nq}x{nk} tokens" if layout.panels > 1 else f"{nq}x{nk} tokens"
+                if style.figsize is not None:
+                    raise OutputError(
+                        f"a {style.figsize[0]:g}x{style.figsize[1]:g}-inch figure has no room for {maps} "
+                        f"beside their labels at {style.dpi} dpi",
+                        hint="give a bigger figure size, or size it from the tokens",
+                        fix=Fix.BIGGER_FIGURE,
+                    )
+                raise OutputError(
+                    f"{maps} do not fit {style.max_pixels} pixels a side, even at one pixel a token",
+                    hint="draw fewer tokens (a token window), fewer maps per image, or allow bigger images",
+                    fix=Fix.SMALLER_IMAGE,
+                )
+            m = _metrics(layout, style, cell, annotate)
+            grid_w = layout.cols * nk * cell + gaps_w
+            grid_h = layout.rows * nq * cell + gaps_h
+            width = style.figsize[0] if style.figsize else left + grid_w + right
+            # the title (centred over the grid) and a caption may widen a figure, within the limit
+            if not style.figsize:
+                title_w = 1.05 * _text_inches(self._widest_title(), self.TITLE_SIZE)[0] + 2 * self.PAD
+                width = min(max(width, title_w), limit)
+            caption = self._caption(m)
+            if caption and not style.figsize:
+                wide = max(_text_inches(line, self.CAPTION_SIZE)[0] for line in caption.splitlines())
+                width = min(max(width, min(1.02 * wide, self.MIN_WIDTH) + 2 * self.PAD), limit)
+            caption = "\n".join(printable_label(line) for line in caption.splitlines())
+            lines = _wrap(caption, self.CAPTION_SIZE, (width - 2 * self.PAD) / 1.05) if caption else []
+            if len(lines) == caption_lines:
+                break
+            caption_lines = len(lines)
+        self.m = m
+        self.caption_lines = lines
+        height = style.figsize[1] if style.figsize else top + grid_h + bottom
+        if max(width, height) > limit * 1.0001:
             raise OutputError(
-                f"the image would be {width * style.dpi:.0f}x{height * style.dpi:.0f} pixels",
-                hint="draw fewer tokens (a token window), one map per image, or a lower dpi",
+                f"the image would be {width * style.dpi:.0f}x{height * style.dpi:.0f} pixels, over {style.max_pixels}",
+                hint="draw fewer tokens (a token window), fewer maps per image, or allow bigger images",
                 fix=Fix.SMALLER_IMAGE,
             )
+        # the title is centred over the grid when there is room, else over the figure
+        centre = left + grid_w / 2
+        self.title_room = (width - 2 * self.PAD) / 1.05  # 5% slack for hinting, which path widths do not see
+        half = min(_text_inches(self._widest_title(), self.TITLE_SIZE)[0], self.title_room) * 1.05 / 2
+        if min(centre, width - centre) - self.PAD < half:
+            centre = width / 2
         self.size = (width, height)
+        q_labels, k_labels = q_all[:: m.step], k_all[:: m.step]
+        panel_w, panel_h = nk * m.cell, nq * m.cell
+        y_ticks_w = _fits(q_labels, m.tick_size)
 
         # --- the figure, laid out exactly (no tight_layout: we know every size)
         fig = Figure(figsize=(width, height), dpi=style.dpi)
@@ -305,12 +438,12 @@ class Sheet:
                 ax.tick_params(length=2, pad=1.5, labelsize=m.tick_size)
                 # only the outer panels carry ticks: thousands of inner ticks cost seconds and show nothing
                 if r == layout.rows - 1:
-                    ax.set_xticks(range(nk))
+                    ax.set_xticks(range(0, nk, m.step))
                     ax.set_xticklabels(k_labels, rotation=90 if m.rotate_x else 0, fontproperties=_props(m.tick_size))
                 else:
                     ax.set_xticks([])
                 if c == 0:
-                    ax.set_yticks(range(nq))
+                    ax.set_yticks(range(0, nq, m.step))
                     ax.set_yticklabels(q_labels, fontproperties=_props(m.tick_size))
                 else:
                     ax.set_yticks([])
@@ -334,23 +467,32 @@ class Sheet:
         grid_top = (bottom + grid_h) / height
         fig.text(
             (left + grid_w / 2) / width,
-            (self.PAD + caption_lines * tick_h * 1.3) / height,
+            (self.PAD + len(lines) * caption_h) / height,
             "key",
             ha="center",
             va="bottom",
             fontsize=self.LABEL_SIZE,
         )
         fig.text(self.PAD / width, (bottom + grid_h / 2) / height, "query", rotation=90, va="center", ha="left")
-        if layout.caption:
-            fig.text(self.PAD / width, self.PAD / height, layout.caption, fontsize=m.tick_size, color="0.35")
+        if lines:
+            fig.text(
+                self.PAD / width,
+                self.PAD / height,
+                "\n".join(lines),
+                fontproperties=_props(self.CAPTION_SIZE),
+                color="0.35",
+                linespacing=1.3,
+                va="bottom",
+            )
         cbar_h = min(grid_h, max(1.0, grid_h))
         cax = fig.add_axes(((left + grid_w + 0.18) / width, grid_bottom, 0.16 / width, cbar_h / height))
         colorbar = fig.colorbar(ScalarMappable(self.norm, self.cmap), cax=cax)
+        colorbar.set_ticks(ticks, labels=tick_labels)
         colorbar.ax.tick_params(labelsize=8, length=2)
         colorbar.outline.set_visible(False)
         colorbar.set_label(COLORBAR_LABEL, fontsize=8, labelpad=4)
         self.title: Text = fig.text(
-            (left + grid_w / 2) / width, 1 - self.PAD / height, "", ha="center", va="top", fontsize=self.TITLE_SIZE
+            centre / width, 1 - self.PAD / height, "", ha="center", va="top", fontsize=self.TITLE_SIZE
         )
         self.grid_box = (grid_left, grid_bottom, grid_top)
         self.texts: list[list[Text]] | None = None  # value annotations, made for vector formats only
@@ -364,6 +506,14 @@ class Sheet:
         self._title_anchor = (0, 0)
         self._title_rows = (0, 0)
         self._cells: list[tuple[int, int, int, int, tuple[np.ndarray, np.ndarray]]] = []
+
+    def _caption(self, m: _Metrics) -> str:
+        """The lines under the figure: the layout's (sentence, notes), and what the size limit did."""
+        lines = [self.layout.caption] if self.layout.caption else []
+        if m.step > 1:
+            nth = {2: "2nd", 3: "3rd"}.get(m.step, f"{m.step}th")
+            lines.append(f"every {nth} token labelled, to keep the image within {self.style.max_pixels} pixels")
+        return "\n".join(lines)
 
     def _widest_title(self) -> str:
         # titles name model, stack, layer and head: the plan says the longest; else room for a typical one
@@ -406,7 +556,7 @@ class Sheet:
         assert self._background is not None
         t0, t1 = self._title_rows
         image[t0:t1] = self._background[t0:t1]
-        scale = 255.0 / self.style.vmax
+        scale = 255.0 / self.vmax
         for panel, (r0, r1, c0, c1, (row_reps, col_reps)) in enumerate(self._cells):
             w = weights[panel]  # (q, k)
             index = np.clip(w * scale + 0.5, 0, 255).astype(np.intp)  # (q, k) → colour index
@@ -531,7 +681,7 @@ class Sheet:
             self._svg = self._svg_template(weights)
         if not self._svg or any(ord(ch) > 0x2FFF for ch in title):  # tall glyphs (CJK) shift the title: draw it
             return self.render_vector(weights, title)
-        scale = 255.0 / self.style.vmax
+        scale = 255.0 / self.vmax
         index = np.clip(weights * scale + 0.5, 0, 255).astype(np.intp)  # (panels, q, k) → colour index
         values = weights.reshape(-1).tolist()
         inks = index.reshape(-1)
@@ -593,10 +743,11 @@ class Sheet:
         return parts
 
     def render(self, weights: np.ndarray, title: str) -> bytes:
-        """One image's bytes in the style's format."""
+        """One image's bytes in the style's format; a title too wide for the figure is shortened with '…'."""
         nq, nk = len(self.layout.query), len(self.layout.key)
         if weights.shape != (self.layout.panels, nq, nk):
             raise ValueError(f"weights {weights.shape} do not fit a {self.layout.panels}x{nq}x{nk} sheet")
+        title = _elide(title, self.TITLE_SIZE, self.title_room)
         if self.style.fmt == "png":
             return self.render_png(weights, title)
         if self.style.fmt == "svg":

@@ -106,10 +106,10 @@ def mean_block(
     return heat.heat_block(w, stack.query, stack.key, vmax, min(width, MEAN_HEAT_CELLS), color, title), True
 
 
-def overview_lines(stack: Stack, width: int, color: bool, digits: int = 2) -> list[Text]:
+def overview_lines(stack: Stack, width: int, color: bool, digits: int = 2, vmax: float | None = None) -> list[Text]:
     """Per layer of the stack: heading, mean map beside the head list, legend, notes."""
     if stack.heads == 1:  # nothing to summarise: the one map in full
-        return stack_lines(stack, width, color, digits)
+        return stack_lines(stack, width, color, digits, vmax=vmax)
     lines: list[Text] = []
     for li in range(stack.layers):
         if li:
@@ -118,11 +118,11 @@ def overview_lines(stack: Stack, width: int, color: bool, digits: int = 2) -> li
         lines.append(Text(fit(heading, width).rstrip(), style="bold"))
         heads = [Text(""), *head_lines(stack, li, digits, color)]  # the blank meets the mean's title
         mean = stack.weights[li].mean(axis=0)  # (H, q, k) → (q, k)
-        vmax = scale_top(mean[None, None])
-        block, pooled = mean_block(stack, mean, vmax, width - GAP - block_width(heads), width, color, digits)
+        top = scale_top(mean[None, None], vmax)
+        block, pooled = mean_block(stack, mean, top, width - GAP - block_width(heads), width, color, digits)
         lines += side_by_side([block, heads], width, GAP)
         lines.append(Text(""))
-        lines += _legend(stack, vmax, pooled, width, color, digits)
+        lines += _legend(stack, top, pooled, width, color, digits)
     return lines + note_lines(stack.notes, width)
 
 
@@ -145,6 +145,6 @@ def _legend(stack: Stack, vmax: float, pooled: bool, width: int, color: bool, di
     return lines
 
 
-def render(result: AttentionResult, digits: int = 2) -> RenderableType:
+def render(result: AttentionResult, digits: int = 2, vmax: float | None = None) -> RenderableType:
     """The result's stacks at a glance: mean map and one line per head (see the module doc)."""
-    return StackLines(result, lambda stack, width, color: overview_lines(stack, width, color, digits))
+    return StackLines(result, lambda stack, width, color: overview_lines(stack, width, color, digits, vmax))

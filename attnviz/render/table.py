@@ -190,9 +190,12 @@ def _layout(stack: Stack, width: int, digits: int, style: str) -> str:
     return "heat"
 
 
-def stack_lines(stack: Stack, width: int, color: bool, digits: int = 2, style: str = "table") -> list[Text]:
-    """Headings, tables or heatmaps (a grid when there are many), legend and notes of one stack."""
-    vmax = scale_top(stack.weights)
+def stack_lines(
+    stack: Stack, width: int, color: bool, digits: int = 2, style: str = "table", vmax: float | None = None
+) -> list[Text]:
+    """Headings, tables or heatmaps (a grid when there are many), legend and notes of one stack;
+    colours run 0..vmax (None: the largest weight shown)."""
+    vmax = scale_top(stack.weights, vmax)
     layout = _layout(stack, width, digits, style)
     by_layer = stack.heads == 1 and stack.layers > 1
     tile = heat_tile_width(stack.layers if by_layer else stack.heads, width)
@@ -259,8 +262,8 @@ def _legend_lines(
     return lines + note_lines(stack.notes, width)
 
 
-def render(result: AttentionResult, digits: int = 2, style: str = "table") -> RenderableType:
+def render(result: AttentionResult, digits: int = 2, style: str = "table", vmax: float | None = None) -> RenderableType:
     """The result's stacks as heat tables ('table': heatmaps when too wide) or heatmaps ('heat')."""
     if style not in STYLES:
         raise ValueError(f"style must be one of {STYLES}")
-    return StackLines(result, lambda stack, width, color: stack_lines(stack, width, color, digits, style))
+    return StackLines(result, lambda stack, width, color: stack_lines(stack, width, color, digits, style, vmax))

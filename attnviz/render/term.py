@@ -93,8 +93,11 @@ def fit(text: str, width: int, right: bool = False) -> str:
     return pad + text if right else text + pad
 
 
-def scale_top(weights: np.ndarray) -> float:
-    """The value the brightest colour stands for: the largest weight shown (1 when none is above 0)."""
+def scale_top(weights: np.ndarray, fixed: float | None = None) -> float:
+    """The value the brightest colour stands for: `fixed` (--vmax N), else the largest weight shown
+    (1 when none is above 0)."""
+    if fixed is not None:
+        return fixed
     top = float(weights.max()) if weights.size else 0.0
     return top if top > 0 and math.isfinite(top) else 1.0
 
