@@ -22,7 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -38,6 +38,9 @@ from matplotlib.textpath import TextToPath
 
 from ..errors import Fix, OutputError, UsageError
 from ..spec import ImageFormat
+
+if TYPE_CHECKING:
+    from .pdf_template import PdfTemplate
 
 FORMATS = tuple(f.value for f in ImageFormat)
 ANNOTATE_MAX_TOKENS = 16  # single heatmaps up to this many tokens a side show their values
@@ -216,6 +219,11 @@ def _text_inches(text: str, size: float) -> tuple[float, float]:
         return 0.0, 0.0
     w, h, _ = TextToPath().get_text_width_height_descent(text, _props(size), False)
     return w / 72, max(h, size) / 72
+
+
+def _text_points(text: str, size: float) -> float:
+    """Width of a line of text, in points."""
+    return _text_inches(text, size)[0] * 72
 
 
 def _fits(labels: tuple[str, ...], size: float) -> float:
@@ -497,6 +505,8 @@ class Sheet:
         self.grid_box = (grid_left, grid_bottom, grid_top)
         self.texts: list[list[Text]] | None = None  # value annotations, made for vector formats only
         self._svg: list[str | tuple[str, int]] | None = None  # the SVG split where images differ; [] = none
+        self._pdf: PdfTemplate | Literal[False] | None = None  # the PDF template; False: none fits
+        self._pdf_chars: frozenset[str] = frozenset()
         self._background: np.ndarray | None = None  # (H, W, 3) everything that never changes
         self._scanlines = np.zeros((0, 0), np.uint8)  # (H, 1 + 3W): PNG rows, the image lives inside
         self._image = np.zeros((0, 0, 3), np.uint8)  # (H, W, 3) view into the scanlines
@@ -666,6 +676,55 @@ class Sheet:
             self.fig.savefig(out, format=self.style.fmt, dpi=self.style.dpi, metadata=metadata)
         return out.getvalue()
 
+    # ------------------------------------------------------------ PDF path
+
+    def render_pdf(self, weights: np.ndarray, title: str) -> bytes:
+        """PDF bytes from a template of this sheet (render/pdf_template.py); a figure the template
+        cannot describe, or a title with characters it lacks, is drawn whole."""
+        if self._pdf is None:
+            self._pdf = self._pdf_template(weights) or False
+        if not self._pdf or not self._pdf.can_set(title, self._pdf_chars):
+            return self.render_vector(weights, title)
+        index = np.clip(weights * (255.0 / self.vmax) + 0.5, 0, 255).astype(np.intp)  # (panels, q, k)
+        cells = [self._lut[panel] for panel in index]  # (q, k, 3) each
+        if self.m.annotate:
+            values = [_value_text(v) for v in weights.reshape(-1).tolist()]
+            inks = [bool(self._ink[i]) for i in index.reshape(-1).tolist()]
+        else:
+            values, inks = [], []
+        return self._pdf.fill(cells, values, inks, title)
+
+    def _pdf_template(self, weights: np.ndarray) -> PdfTemplate | None:
+        from .pdf_template import CHARSET, TITLE_INK, VALUE_INK, PdfTemplate
+
+        panels, nq, nk = weights.shape
+        title = _elide(self._widest_title(), self.TITLE_SIZE, self.title_room)
+        chars = set(title) | set(CHARSET) | set("".join(_value_text(i / 100) for i in range(101)))
+        if not {ord(ch) for ch in chars} <= _charmap("DejaVu Sans"):
+            return None  # a title in another font: the template would switch fonts mid-line
+        self._prepare_colours()
+        self.render_vector(weights, title)  # makes the value texts
+        assert self.texts is not None
+        for texts in self.texts:
+            for text in texts:
+                text.set_text(".00")
+                text.set_color(VALUE_INK)
+        self.title.set_color(TITLE_INK)
+        # an invisible line with every character an image may need puts them all in the font subset
+        spare = self.fig.text(0, 0, "".join(sorted(chars)), alpha=0.0, fontsize=1)
+        try:
+            pdf = self._save_vector()
+        finally:
+            spare.remove()
+            self.title.set_color("black")
+        count = panels * nq * nk if self.m.annotate else 0
+        try:
+            template = PdfTemplate(pdf, panels, (nq, nk), count, _text_points, ".00", title)
+        except ValueError:
+            return None
+        self._pdf_chars = frozenset(chars)
+        return template
+
     # ------------------------------------------------------------ SVG path
 
     _SVG_INK = "#010203"  # marks the value texts in the template
@@ -752,7 +811,7 @@ class Sheet:
             return self.render_png(weights, title)
         if self.style.fmt == "svg":
             return self.render_svg(weights, title)
-        return self.render_vector(weights, title)
+        return self.render_pdf(weights, title)
 
     def pixel_size(self) -> tuple[int, int]:
         """(width, height) of a PNG of this sheet."""
