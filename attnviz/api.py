@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from .backends.registry import DEFAULT_MODEL, cached
 from .backends.types import Backend, Capture, Device, Dtype, Inputs, LoadOptions, resolve_choice
@@ -29,6 +29,12 @@ def check_fits(backend: Backend, batch: Sequence[Inputs]) -> None:
         )
     if any(x.source is not None for x in batch) and info.backend != "scratch":
         raise UsageError("a cross-attention source text is for the scratch model", fix=Fix.DROP_SOURCE)
+    if any(x.generate for x in batch) and (info.family != "decoder" or info.backend != "transformers"):
+        kind = "the scratch model" if info.backend == "scratch" else f"an {info.family} model"
+        raise UsageError(
+            f"continuing a text is for transformers decoder models; {name} is {kind}",
+            hint="generate with a decoder such as GPT-2, LLaMA or Mistral",
+        )
     for x in batch:
         for what, text in x.extras().items():
             check_text(text, f"{what} text")
@@ -41,17 +47,52 @@ def run_batch(
     truncate: bool = False,
     capture: Capture | None = None,
 ) -> list[AttentionResult]:
-    """Run inputs through a backend in batches and validate every result once; `capture` keeps
-    only some layers and heads (None: all)."""
+    """Run inputs through a backend in batches, as they come, and validate every result once;
+    `capture` keeps only some layers and heads (None: all). Every input is checked before the
+    first runs. (iter_results sorts batches by length and gives results as they are made.)"""
     for x in batch:
         check_text(x.text)
     check_fits(backend, batch)
-    results: list[AttentionResult] = []
-    for start in range(0, len(batch), max(1, batch_size)):
-        results.extend(
-            _checked(r) for r in backend.run(batch[start : start + batch_size], truncate=truncate, capture=capture)
-        )
-    return results
+    return list(iter_results(backend, batch, batch_size, truncate, capture, sort=False))
+
+
+def iter_results(
+    backend: Backend,
+    inputs: Iterable[Inputs],
+    batch_size: int = 16,
+    truncate: bool = False,
+    capture: Capture | None = None,
+    sort: bool = True,
+) -> Iterator[AttentionResult]:
+    """Validated results of `inputs`, in their order, as they are made.
+
+    Inputs are read a window at a time and run in batches sorted by length (`sort`; else
+    `batch_size` at a time as they come); results that wait for earlier ones are bounded in
+    memory (pipeline.py), so memory does not grow with the number of inputs. Each window's
+    inputs are checked before any of it runs.
+    """
+    from .pipeline import in_order, token_counter
+
+    def check(window: list[Inputs]) -> None:
+        for x in window:
+            check_text(x.text)
+        check_fits(backend, window)
+
+    count = token_counter(backend, backend.info.max_positions)
+    return in_order(inputs, lambda chunk: _run_chunk(backend, chunk, truncate, capture), batch_size, count, check, sort)
+
+
+def _run_chunk(backend: Backend, chunk: list[Inputs], truncate: bool, capture: Capture | None) -> list[AttentionResult]:
+    """One forward pass's results, validated."""
+    from .inputs import refuse_long, run_truncating
+
+    # a long text is cut before tokenising, not tokenised whole to keep (or refuse) 512 tokens
+    if truncate:
+        ran = run_truncating(lambda b: backend.run(b, True, capture), chunk, backend.info.max_positions)
+    else:
+        refuse_long(backend.tokenize, chunk, backend.info.max_positions)
+        ran = backend.run(chunk, truncate=False, capture=capture)
+    return [_checked(r) for r in ran]
 
 
 def _checked(result: AttentionResult) -> AttentionResult:

@@ -40,6 +40,9 @@ class Fix(Enum):
     MODEL_FOLDER = "model-folder"
     SMALLER_IMAGE = "smaller-image"
     BIGGER_FIGURE = "bigger-figure"
+    LONG_LINE = "long-line"  # details: limit (bytes)
+    BIGGER_MODEL = "bigger-model"  # details: what ("parameters" or "layers")
+    MORE_PIXELS = "more-pixels"
 
 
 class AttnvizError(Exception):

@@ -12,7 +12,6 @@ render/explain.py turns an Explanation into a lesson.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from torch import Tensor
 from .backends.registry import DEFAULT_MODEL, MINILM_NAME, minilm_folder
 from .backends.types import Device, Inputs, LoadOptions
 from .errors import Fix, ModelError, SelectionError
+from .limits import Limits
 from .result import Tokens
 from .scratch import MultiHeadAttention
 from .views import query_index
@@ -345,15 +345,17 @@ def explain(
     query: str | None = None,
     source: str | None = None,
     options: LoadOptions | None = None,
+    limits: Limits | None = None,
 ) -> Explanation:
-    """Walk one attention layer of `model` ("scratch", "minilm" or a BERT folder) on `text`."""
+    """Walk one attention layer of `model` ("scratch", "minilm" or a BERT folder) on `text`; the model
+    must be within `limits` (default: Limits())."""
     options = options or LoadOptions(device=Device.CPU)
     if model == "scratch":
-        setup = _scratch(text, source, layer, options)
+        setup = _scratch(text, source, layer, options, limits)
     else:
         if source is not None:
             raise SelectionError("a cross-attention source text is for the scratch model", fix=Fix.DROP_SOURCE)
-        setup = _pretrained(text, model, layer)
+        setup = _pretrained(text, model, layer, limits)
     attn, x_q, x_kv, mask = setup.attn, setup.x_q, setup.x_kv, setup.mask
     q_tokens, k_tokens = setup.query, setup.key
     head = _index(head, attn.heads, "head")
@@ -410,7 +412,7 @@ class _Layer:
     reference: tuple[str, Tensor] | None = None  # (what, transformers' weights (1, h, T, T))
 
 
-def _scratch(text: str, source: str | None, layer: int, options: LoadOptions) -> _Layer:
+def _scratch(text: str, source: str | None, layer: int, options: LoadOptions, limits: Limits | None) -> _Layer:
     from .api import check_text
     from .backends.registry import cached
     from .backends.scratch import ScratchBackend
@@ -418,7 +420,7 @@ def _scratch(text: str, source: str | None, layer: int, options: LoadOptions) ->
     check_text(text)
     if source is not None:
         check_text(source, "source")
-    backend = cached("scratch", options)
+    backend = cached("scratch", options, limits)
     assert isinstance(backend, ScratchBackend)
     trace = backend.trace(Inputs(text, source=source))
     n = len(backend.model.layers)
@@ -438,7 +440,7 @@ def _scratch(text: str, source: str | None, layer: int, options: LoadOptions) ->
     return _Layer(attn, x, kv, trace.mask, trace.query, trace.key, layer, n, "scratch", note, weights)
 
 
-def _bert_folder(model: str) -> tuple[Path, str]:
+def _bert_folder(model: str, limits: Limits | None) -> tuple[Path, str]:
     if model == DEFAULT_MODEL:
         return minilm_folder(), MINILM_NAME
     folder = Path(model)
@@ -446,13 +448,19 @@ def _bert_folder(model: str) -> tuple[Path, str]:
     hint = "explain walks the scratch model, minilm, or a BERT-family model folder"
     if not config.is_file() or not (folder / "model.safetensors").is_file():
         raise ModelError(f"explain cannot read {model!r}: no config.json and model.safetensors there", hint=hint)
-    model_type = json.loads(config.read_text()).get("model_type")
+    from .backends.sources import estimate_size, read_config
+    from .limits import check_size
+
+    settings = read_config(config)  # a JSON object, or ModelError
+    model_type = settings.get("model_type")
     if model_type != "bert":
         raise ModelError(f"explain knows BERT-family layers; {model!r} is {model_type!r}", hint=hint)
+    size = estimate_size(settings)
+    check_size(f"model {model!r}", size.params, size.layers, limits or Limits())
     return folder, folder.name
 
 
-def _pretrained(text: str, model: str, layer: int) -> _Layer:
+def _pretrained(text: str, model: str, layer: int, limits: Limits | None) -> _Layer:
     """Transplant layer `layer` into our module; take its input and reference weights from transformers."""
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging
@@ -464,7 +472,7 @@ def _pretrained(text: str, model: str, layer: int) -> _Layer:
     check_text(text)
     logging.set_verbosity_error()  # load reports and progress bars are noise on our stderr
     logging.disable_progress_bar()
-    folder, name = _bert_folder(model)
+    folder, name = _bert_folder(model, limits)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         hf = AutoModel.from_pretrained(str(folder), attn_implementation="eager").eval()

@@ -108,7 +108,8 @@ class Tokens:
 
     Metadata tuples are empty when unknown (files from attnviz 0.1), else one entry
     per token. Offsets are character spans into the text the token came from (the
-    pair's own text for sentence B tokens); specials get (0, 0).
+    pair's own text for sentence B tokens, the continuation for generated tokens);
+    specials get (0, 0). `generated` is empty unless the model continued the text.
     """
 
     texts: tuple[str, ...]
@@ -117,10 +118,11 @@ class Tokens:
     segments: tuple[int, ...] = ()  # 0 = sentence A, 1 = sentence B (pairs); empty = all A
     offsets: tuple[tuple[int, int], ...] = ()  # (start, end) characters
     sources: tuple[str | None, ...] = ()  # the characters behind each token (None: specials); empty: unknown
+    generated: tuple[bool, ...] = ()  # True for tokens the model generated (a decoder continuing the text)
 
     def __post_init__(self) -> None:
         n = len(self.texts)
-        for name in ("special", "word_ids", "segments", "offsets", "sources"):
+        for name in ("special", "word_ids", "segments", "offsets", "sources", "generated"):
             value = getattr(self, name)
             if value and len(value) != n:
                 raise ValueError(f"Tokens.{name} has {len(value)} entries for {n} tokens")
@@ -131,12 +133,16 @@ class Tokens:
     def is_special(self, i: int) -> bool:
         return bool(self.special) and self.special[i]
 
+    def is_generated(self, i: int) -> bool:
+        return bool(self.generated) and self.generated[i]
+
     @cached_property
     def labels(self) -> tuple[str, ...]:
-        """The tokens as a reader should see them (tokentext.label): 'Ġdream' → 'dream', and an
-        unknown token with what it replaced, '[UNK:☃]'."""
+        """The tokens as a reader should see them (tokentext.label): 'Ġdream' → 'dream', an
+        unknown token with what it replaced, '[UNK:☃]', a generated one marked, 'dream⁺'."""
         sources = self.sources or (None,) * len(self.texts)
-        return tuple(label(t, source) for t, source in zip(self.texts, sources))
+        generated = self.generated or (False,) * len(self.texts)
+        return tuple(label(t, source, new) for t, source, new in zip(self.texts, sources, generated))
 
     @property
     def pair_start(self) -> int | None:
@@ -155,6 +161,7 @@ class Tokens:
             segments=tuple(self.segments[i] for i in index) if self.segments else (),
             offsets=tuple(self.offsets[i] for i in index) if self.offsets else (),
             sources=tuple(self.sources[i] for i in index) if self.sources else (),
+            generated=tuple(self.generated[i] for i in index) if self.generated else (),
         )
 
 
@@ -248,6 +255,7 @@ class AttentionResult:
     notes: tuple[str, ...] = ()  # about the input, e.g. "input truncated to 512 tokens (…)"
     index: int = 0  # 0-based position among the inputs of one run
     line: int | None = None  # 1-based line of the input file it came from (None: given as an argument)
+    continuation: str | None = None  # what a decoder generated after `text` (its tokens are marked generated)
 
     def validate(self) -> AttentionResult:
         """Check every stack once (see Stack.validate); returns self for chaining."""
@@ -273,6 +281,8 @@ class AttentionResult:
     def to_json(self) -> dict[str, Any]:
         """The attnviz/2 JSON document (see README, 'JSON schema'); weights as nested lists."""
         doc: dict[str, Any] = {"schema": SCHEMA, "model": self.model, "text": self.text, **self.inputs}
+        if self.continuation is not None:
+            doc["continuation"] = self.continuation
         doc.update(index=self.index, line=self.line, precision=self.precision)
         if self.notes:
             doc["notes"] = list(self.notes)
@@ -295,6 +305,7 @@ class AttentionResult:
                 inputs={k: str(doc[k]) for k in INPUT_NAMES if doc.get(k) is not None},
                 precision=str(doc.get("precision", "float32")),
                 notes=tuple(str(n) for n in doc.get("notes", ())),
+                continuation=None if doc.get("continuation") is None else str(doc["continuation"]),
                 index=int(doc.get("index", 0)),
                 line=None if doc.get("line") is None else int(doc["line"]),
             )
@@ -343,7 +354,7 @@ def _origin_from_json(value: Any, schema: str) -> Origin:
 
 def _tokens_to_json(tokens: Tokens) -> dict[str, Any]:
     doc: dict[str, Any] = {"tokens": list(tokens.texts)}
-    for name in ("special", "word_ids", "segments", "sources"):
+    for name in ("special", "word_ids", "segments", "sources", "generated"):
         if getattr(tokens, name):
             doc[name] = list(getattr(tokens, name))
     if tokens.offsets:
@@ -359,7 +370,15 @@ def _tokens_from_json(doc: dict[str, Any]) -> Tokens:
         segments=tuple(int(s) for s in doc.get("segments", ())),
         offsets=tuple((int(a), int(b)) for a, b in doc.get("offsets", ())),
         sources=tuple(None if t is None else str(t) for t in doc.get("sources", ())),
+        generated=tuple(_flag(g) for g in doc.get("generated", ())),
     )
+
+
+def _flag(value: Any) -> bool:
+    """A JSON true or false; anything else is not a flag (a 0 or "no" would be read as one)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"a generated flag is true or false, not {value!r}")
+    return value
 
 
 def _stack_to_json(s: Stack) -> dict[str, Any]:

@@ -3,7 +3,8 @@
     write  json   one attnviz/2 document (result.to_json)
            jsonl  one compact document per line, one line per input
            npz    several results: '{i}/meta' (the document without weights) and
-                  '{i}/{stack}/attention' (float32 [layers, heads, query, key])
+                  '{i}/{stack}/attention' (float32 [layers, heads, query, key]);
+                  NpzStream writes one result's layers into it as a model makes them
            csv    one row per weight, for spreadsheets (not read back: no token metadata)
     read   load(path) for .json, .jsonl and .npz (attnviz/2 and attnviz/1), '-' for stdin
 
@@ -13,19 +14,23 @@ reads back to the same float32, NPZ stores the float32 array itself.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import shutil
+import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import numpy as np
 
 from .errors import SavedFileError
 from .inputs import stdin_bytes
-from .result import SCHEMA, SCHEMA_V1, AttentionResult, Origin
+from .result import SCHEMA, SCHEMA_V1, AttentionResult, MapKind, Origin, Stack
 
 CSV_COLUMNS = ("index", "line", "stack", "layer", "head", "query_index", "query", "key_index", "key", "weight")
 NPZ_MAGIC = b"PK\x03\x04"
@@ -46,69 +51,218 @@ def dumps(doc: Any, compact: bool = False) -> str:
 
 def to_json(result: AttentionResult) -> str:
     """One whole JSON document (see README, 'JSON schema')."""
-    return dumps(result.to_json())
+    return b"".join(json_chunks(result)).decode("utf-8", "surrogateescape")
 
 
 def jsonl_line(result: AttentionResult) -> str:
     """One compact JSON document and a newline."""
-    return dumps(result.to_json(), compact=True) + "\n"
+    return to_json(result) + "\n"
+
+
+# ---- JSON a piece at a time: metadata with orjson, weights a few maps per piece
+
+# float32 numbers per piece of a stack's attention (~10 bytes each as JSON): pieces stay a few MB
+JSON_PIECE = 1 << 18
+_BREAKS = ((b"\xc2\x85", b"\\u0085"), (b"\xe2\x80\xa8", b"\\u2028"), (b"\xe2\x80\xa9", b"\\u2029"))
+
+
+def _dumps_bytes(doc: Any) -> bytes:
+    """Compact UTF-8 JSON with U+0085/U+2028/U+2029 escaped (orjson writes them raw).
+
+    In UTF-8 those three byte sequences only ever encode those characters, and JSON
+    only has them inside strings, so replacing the bytes is exact. A text that is not
+    valid Unicode (a lone surrogate from an undecodable argument) is escaped as \\udcxx.
+    """
+    import orjson
+
+    try:
+        data = orjson.dumps(doc)
+    except orjson.JSONEncodeError:
+        return json.dumps(doc, separators=(",", ":")).encode("ascii")
+    for raw, escaped in _BREAKS:
+        if raw in data:
+            data = data.replace(raw, escaped)
+    return data
+
+
+def float32_json(weights: np.ndarray, piece: int = JSON_PIECE) -> Iterator[bytes]:
+    """Nested JSON lists of a float32 array, each number the shortest decimal that reads back to the
+    same float32 (orjson's), in pieces of about `piece` numbers: a huge array is never one string."""
+    import orjson
+
+    a = np.asarray(weights, dtype=np.float32)
+    if a.size <= piece or a.ndim == 1:
+        yield orjson.dumps(np.ascontiguousarray(a), option=orjson.OPT_SERIALIZE_NUMPY)
+        return
+    rows = max(1, piece // max(1, a[0].size))  # sub-arrays per piece
+    yield b"["
+    if rows == 1:
+        for i, sub in enumerate(a):
+            if i:
+                yield b","
+            yield from float32_json(sub, piece)
+    else:
+        for start in range(0, len(a), rows):
+            part = orjson.dumps(np.ascontiguousarray(a[start : start + rows]), option=orjson.OPT_SERIALIZE_NUMPY)
+            yield (b"," if start else b"") + part[1:-1]  # the rows without their enclosing brackets
+    yield b"]"
+
+
+def _split(doc: dict[str, Any], key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The fields of `doc` before `key` and after it, in order."""
+    keys = list(doc)
+    at = keys.index(key)
+    return {k: doc[k] for k in keys[:at]}, {k: doc[k] for k in keys[at + 1 :]}
+
+
+def _opening(before: dict[str, Any], key: str) -> bytes:
+    """'{"a":1,...,"key":' : an object's fields up to `key`, left open for its value."""
+    head = _dumps_bytes(before)[:-1]  # without its closing brace
+    return head + (b"," if before else b"") + _dumps_bytes(key) + b":"
+
+
+def _closing(after: dict[str, Any]) -> bytes:
+    """',"b":2,...}' : the fields after a value written in pieces, and the closing brace."""
+    return b"," + _dumps_bytes(after)[1:] if after else b"}"
+
+
+def json_chunks(result: AttentionResult, piece: int = JSON_PIECE) -> Iterator[bytes]:
+    """The result's compact JSON document (README, 'JSON schema') as pieces of UTF-8 to write one
+    after another: the metadata of each stack, then its weights a few maps at a time."""
+    doc = _meta_doc(result, keep_key=True)
+    before, after = _split(doc, "stacks")
+    yield _opening(before, "stacks") + b"["
+    for n, (stack, stack_doc) in enumerate(zip(result.stacks, doc["stacks"])):
+        fields, rest = _split(stack_doc, "attention")
+        yield (b"," if n else b"") + _opening(fields, "attention")
+        yield from float32_json(stack.weights, piece)
+        yield _closing(rest)
+    yield b"]" + _closing(after)
+
+
+def jsonl_chunks(results: Iterable[AttentionResult], piece: int = JSON_PIECE) -> Iterator[bytes]:
+    """One compact document per result, each followed by a newline."""
+    for result in results:
+        yield from json_chunks(result, piece)
+        yield b"\n"
+
+
+# ---- CSV
 
 
 def _axis_value(origin: Origin) -> int | str:
     return origin.single if origin.single is not None else origin.combine.value if origin.combine else ""
 
 
-def csv_rows(results: Iterable[AttentionResult]) -> Iterator[list[object]]:
+def _cell(value: object) -> str:
+    """One CSV field as the csv module writes it (minimal quoting, "" for a quote)."""
+    text = str(value)
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _float32_texts(row: np.ndarray) -> list[str]:
+    """Each float32 of a 1-D array as its shortest decimal that reads back to the same float32."""
+    if not row.size:
+        return []
+    return next(float32_json(row)).decode("ascii")[1:-1].split(",")
+
+
+def csv_chunks(results: Iterable[AttentionResult], header: bool = True) -> Iterator[str]:
+    """A header, then one row per (input, stack, layer, head, query, key) with token texts and weight;
+    one piece of text per map. The header waits for the first result: a view that fails on it
+    (an unknown --query) leaves stdout empty, not a header without rows."""
+    pending = header
     for result in results:
+        if pending:
+            yield ",".join(CSV_COLUMNS) + "\n"
+            pending = False
+        line = "" if result.line is None else result.line
         for s in result.stacks:
+            keys = [f"{ki},{_cell(key)}" for ki, key in enumerate(s.key.texts)]
+            queries = [f"{qi},{_cell(query)}" for qi, query in enumerate(s.query.texts)]
             for li, layer in enumerate(s.layer_axis):
                 for hi, head in enumerate(s.head_axis):
-                    for qi, query in enumerate(s.query.texts):
-                        row = s.weights[li, hi, qi].tolist()  # float32 → float; repr reads back exactly
-                        for ki, key in enumerate(s.key.texts):
-                            yield [
-                                result.index,
-                                "" if result.line is None else result.line,
-                                s.name,
-                                _axis_value(layer),
-                                _axis_value(head),
-                                qi,
-                                query,
-                                ki,
-                                key,
-                                repr(row[ki]),
-                            ]
+                    where = (
+                        f"{result.index},{line},{_cell(s.name)},{_cell(_axis_value(layer))},{_cell(_axis_value(head))}"
+                    )
+                    yield "".join(
+                        f"{where},{query},{key},{weight}\n"
+                        for qi, query in enumerate(queries)
+                        for key, weight in zip(keys, _float32_texts(s.weights[li, hi, qi]))
+                    )
+    if pending:
+        yield ",".join(CSV_COLUMNS) + "\n"
+
+
+def csv_rows(results: Iterable[AttentionResult]) -> Iterator[list[str]]:
+    """The rows of csv_chunks as lists of fields (the csv module reads them back)."""
+    for piece in csv_chunks(results, header=False):
+        yield from csv.reader(io.StringIO(piece))
 
 
 def to_csv(results: Iterable[AttentionResult], header: bool = True) -> str:
     """A header, then one row per (input, stack, layer, head, query, key) with token texts and weight."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    if header:
-        writer.writerow(CSV_COLUMNS)
-    writer.writerows(csv_rows(results))
-    return out.getvalue()
+    return "".join(csv_chunks(results, header))
+
+
+def _meta_doc(result: AttentionResult, keep_key: bool = False) -> dict[str, Any]:
+    """The result's JSON document without its weights, which go into .npy members of their own
+    (`keep_key`: each stack keeps an empty 'attention' where the weights belong, in its place)."""
+    light = replace(
+        result,
+        stacks=tuple(replace(s, weights=np.empty((s.layers, s.heads, 0, 0), np.float32)) for s in result.stacks),
+    )
+    doc = light.to_json()
+    for stack in doc["stacks"]:
+        if keep_key:
+            stack["attention"] = []
+        else:
+            del stack["attention"]
+    return doc
+
+
+class Writable(Protocol):
+    """Where npz output goes: a binary file, a pipe, the command line's ByteSink (no seeking needed)."""
+
+    def write(self, data: Any, /) -> int: ...
+
+    def flush(self) -> None: ...
 
 
 class NpzWriter:
-    """Writes results into one .npz as they come; `numpy.load` reads it (no pickles)."""
+    """Writes results into one .npz as they come; `numpy.load` reads it (no pickles).
 
-    def __init__(self, file: IO[bytes]) -> None:
-        self.zip = zipfile.ZipFile(file, "w", zipfile.ZIP_STORED, allowZip64=True)
+    Members are stored as they are unless `compress` (deflate, as numpy.savez_compressed):
+    attention weights compress by ~8% at ~30 times the time.
+    """
+
+    def __init__(self, file: Writable, compress: bool = False) -> None:
+        method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+        self.gate = _Gate(file)  # shut by abandon(): a failed run never ends in a zip that reads as whole
+        self.zip = zipfile.ZipFile(self.gate, "w", method, allowZip64=True)
         self.count = 0
 
+    def member(self, name: str) -> IO[bytes]:
+        """An open member '{name}.npy' to write into (one at a time: a zip takes one member after another)."""
+        return self.zip.open(f"{name}.npy", "w", force_zip64=True)
+
     def _put(self, name: str, array: np.ndarray) -> None:
-        with self.zip.open(f"{name}.npy", "w", force_zip64=True) as f:
+        with self.member(name) as f:
             np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)
 
     def add(self, result: AttentionResult) -> None:
-        doc = result.to_json()
-        for stack in doc["stacks"]:
-            del stack["attention"]
         i = self.count
-        self._put(f"{i}/meta", np.asarray(dumps(doc)))
         for s in result.stacks:
             self._put(f"{i}/{s.name}/attention", s.weights)  # float32 [layers, heads, query, key]
+        self.add_meta(result)
+
+    def add_meta(self, result: AttentionResult) -> None:
+        """Everything of a result but its attention arrays (`add`, or a stream, writes those)."""
+        i = self.count
+        self._put(f"{i}/meta", np.asarray(dumps(_meta_doc(result))))
+        for s in result.stacks:
             self._put(f"{i}/{s.name}/query_tokens", np.asarray(s.query.texts, dtype=np.str_))
             self._put(f"{i}/{s.name}/key_tokens", np.asarray(s.key.texts, dtype=np.str_))
         self.count += 1
@@ -118,14 +272,160 @@ class NpzWriter:
         self._put("count", np.asarray(self.count, dtype=np.int64))
         self.zip.close()
 
+    def abandon(self) -> None:
+        """After an error: write nothing more, so the output stays a zip without its directory (no reader takes it)."""
+        self.gate.shut = True
+        with contextlib.suppress(Exception):
+            self.zip.close()
 
-def to_npz(results: Iterable[AttentionResult]) -> bytes:
-    out = io.BytesIO()
-    writer = NpzWriter(out)
-    for r in results:
-        writer.add(r)
+
+def write_npz(results: Iterable[AttentionResult], file: Writable, compress: bool = False) -> None:
+    """Results as one .npz written straight into `file` as they come (a pipe will do: no seeking needed)."""
+    writer = NpzWriter(file, compress)
+    try:
+        for r in results:
+            writer.add(r)
+    except BaseException:
+        writer.abandon()
+        raise
     writer.close()
+
+
+def to_npz(results: Iterable[AttentionResult], compress: bool = False) -> bytes:
+    out = io.BytesIO()
+    write_npz(results, out, compress)
     return out.getvalue()
+
+
+# the order of looseness: a stack is as loose as its loosest layer
+_LOOSENESS = (MapKind.PROBABILITY, MapKind.WEIGHTS, MapKind.SIGNED)
+
+
+@dataclass
+class _Track:
+    """One stack of a streamed result: its member's shape, what came so far, where early layers wait."""
+
+    name: str
+    layers: int  # how many will come
+    shape: tuple[int, ...]  # one layer's (heads, query, key)
+    meta: Stack  # the first layer of the loosest kind: tokens, provenance, kind, notes
+    axis: list[Origin] = field(default_factory=list)
+    spill: IO[bytes] | None = None
+
+
+def _write_layer(f: IO[bytes], layer: np.ndarray) -> None:
+    """One layer's float32 (heads, q, k) as .npy data, a head at a time (no copy of a contiguous map)."""
+    for plane in layer:
+        f.write(np.ascontiguousarray(plane, dtype="<f4").data.cast("B"))
+
+
+class _Gate:
+    """A write-only file that can be shut: after a failed stream, nothing more reaches the output.
+
+    It has no tell(), so zipfile writes as into a pipe (sizes after each member's data).
+    """
+
+    def __init__(self, file: Writable) -> None:
+        self.file = file
+        self.shut = False
+
+    def close(self) -> None:
+        """zipfile never closes a file it was given; the owner of `file` does."""
+
+    def write(self, data: Any) -> int:
+        return len(memoryview(data).cast("B")) if self.shut else self.file.write(data)
+
+    def flush(self) -> None:
+        if not self.shut:
+            self.file.flush()
+
+
+class NpzStream:
+    """One result into an .npz layer by layer, in NpzWriter's layout (`load` reads it back).
+
+    Each stack's '0/{stack}/attention' member starts with its .npy header, shaped [layers,
+    heads, q, k] from the first layer and the count given, and takes each layer's bytes as
+    it comes: the stream holds no layer. A zip takes one member after another, so layers
+    of a stack that come while another's member is open (an encoder-decoder's cross
+    attention between its decoder layers) wait in a temporary file, not in memory.
+    """
+
+    def __init__(self, file: Writable, compress: bool = False) -> None:
+        self.gate = _Gate(file)
+        self.writer = NpzWriter(self.gate, compress)
+        self.tracks: dict[str, _Track] = {}
+        self.first: AttentionResult | None = None
+        self._open: tuple[_Track, IO[bytes]] | None = None
+
+    def add(self, part: AttentionResult, layers: int) -> None:
+        """`part` holds one stack of one layer; its stack will get `layers` layers in all, in order."""
+        (stack,) = part.stacks
+        track = self._track(stack, layers)
+        self.first = self.first or part
+        track.axis.extend(stack.layer_axis)
+        if _LOOSENESS.index(stack.kind) > _LOOSENESS.index(track.meta.kind):
+            track.meta = stack  # e.g. a token window that cuts weight off this layer's rows only
+        if self._open is None:
+            self._open = (track, self._start(track))
+        open_track, f = self._open
+        if open_track is track:
+            _write_layer(f, stack.weights[0])
+            if len(track.axis) == track.layers:
+                f.close()
+                self._open = None
+        else:
+            track.spill = track.spill or tempfile.TemporaryFile()
+            _write_layer(track.spill, stack.weights[0])
+
+    def _track(self, stack: Stack, layers: int) -> _Track:
+        shape = stack.weights.shape[1:]
+        track = self.tracks.get(stack.name)
+        if track is None:
+            track = self.tracks[stack.name] = _Track(stack.name, layers, shape, stack)
+        if shape != track.shape or len(track.axis) >= track.layers:
+            raise ValueError(f"{stack.name}: a layer shaped {shape} after {len(track.axis)} shaped {track.shape}")
+        return track
+
+    def _start(self, track: _Track) -> IO[bytes]:
+        """Open the track's member: its header, then whatever layers waited in its temporary file."""
+        f = self.writer.member(f"0/{track.name}/attention")
+        header = {"descr": "<f4", "fortran_order": False, "shape": (track.layers, *track.shape)}
+        np.lib.format.write_array_header_1_0(f, header)
+        if track.spill is not None:
+            track.spill.seek(0)
+            shutil.copyfileobj(track.spill, f, 1 << 22)
+            track.spill.close()
+            track.spill = None
+        return f
+
+    def close(self) -> None:
+        """Write the layers still waiting, then the result's metadata; the .npz is complete after this."""
+        if self.first is None:
+            raise ValueError("nothing was streamed")
+        short = [t.name for t in self.tracks.values() if len(t.axis) != t.layers]
+        if short or self._open is not None:
+            raise ValueError(f"stacks {short} did not get every layer they were promised")
+        for track in self.tracks.values():
+            if track.spill is not None:
+                self._start(track).close()
+        stacks = tuple(
+            replace(t.meta, weights=np.empty((t.layers, *t.shape[:1], 0, 0), np.float32), layer_axis=tuple(t.axis))
+            for t in self.tracks.values()
+        )
+        self.writer.add_meta(replace(self.first, stacks=stacks))
+        self.writer.close()
+        self.gate.flush()
+
+    def abort(self) -> None:
+        """After an error: write nothing more (the output stays an incomplete zip that no reader takes)."""
+        self.gate.shut = True
+        with contextlib.suppress(Exception):
+            if self._open is not None:
+                self._open[1].close()
+            self.writer.zip.close()
+        for track in self.tracks.values():
+            if track.spill is not None:
+                track.spill.close()
 
 
 # ---------------------------------------------------------------- reading

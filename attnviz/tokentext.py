@@ -5,7 +5,9 @@ Tokenizers write their tokens in private spellings: WordPiece marks a continuati
 writes every byte as a printable character, so ' dream' is 'Ġdream' and '，' is 'ï¼Į'.
 `surface` gives the text a token covers (for metrics); `label` gives what a reader should
 see in a table header or an axis: the text itself, word-start marks dropped, WordPiece's
-'##' kept (it says "continues a word" in the tokenizer's own words).
+'##' kept (it says "continues a word" in the tokenizer's own words), and a token the model
+generated (a decoder continuing the text) marked with a trailing '⁺'. Every view draws its
+labels from here, so the mark reaches tables, heatmaps, bars, images and the HTML page alike.
 """
 
 from __future__ import annotations
@@ -52,12 +54,18 @@ _WHITESPACE = str.maketrans({" ": "␣", "\n": "⏎", "\t": "⇥"})
 
 
 UNKNOWN = frozenset({"[UNK]", "<unk>", "<UNK>", "<|unk|>"})  # the tokenizers' "not in my vocabulary"
+# after a token the model generated: one terminal cell wide, and DejaVu Sans draws it (images)
+GENERATED_MARK = "⁺"
 
 
-def label(token: str, source: str | None = None) -> str:
+def label(token: str, source: str | None = None, generated: bool = False) -> str:
     """A token as a reader should see it: 'Ġdream' → 'dream', 'ï¼Į' → '，', '▁the' → 'the', '##ing'
     stays; a token of only whitespace shows it (␣ ⏎ ⇥) rather than nothing, newlines always; an
-    unknown token with the `source` characters it replaced, '[UNK:☃]'."""
+    unknown token with the `source` characters it replaced, '[UNK:☃]'; a `generated` one marked, 'dream⁺'."""
+    return _shown(token, source) + GENERATED_MARK if generated else _shown(token, source)
+
+
+def _shown(token: str, source: str | None) -> str:
     if token in UNKNOWN and source:
         return f"{token[:-1]}:{source}{token[-1]}"
     decoded = _decoded(token)

@@ -102,8 +102,14 @@ def select_stack(stack: Stack, layers: Indices = LAST, heads: Indices = ALL, com
     li = positions(layers, stack.layer_axis, stack.model_layers, "layer")
     hi = positions(heads, stack.head_axis, stack.model_heads, "head")
     layer_axis = tuple(stack.layer_axis[i] for i in li)
-    part = replace(stack, weights=np.ascontiguousarray(stack.weights[li]), layer_axis=layer_axis)
+    # keeping every layer (head) in order keeps the array itself: views never write into weights
+    every_layer, every_head = li == list(range(stack.layers)), hi == list(range(stack.heads))
+    part = (
+        stack if every_layer else replace(stack, weights=np.ascontiguousarray(stack.weights[li]), layer_axis=layer_axis)
+    )
     if combine is None:
+        if every_head:
+            return part
         return replace(
             part, weights=np.ascontiguousarray(part.weights[:, hi]), head_axis=tuple(stack.head_axis[i] for i in hi)
         )
@@ -245,13 +251,14 @@ def hide_special(x: R, renormalize: bool = False) -> R:
 
 
 def word_groups(tokens: Tokens) -> list[list[int]]:
-    """Runs of consecutive pieces that share a word id; specials and id-less tokens stand alone."""
+    """Runs of consecutive pieces that share a word id; specials and id-less tokens stand alone,
+    and a word never joins given pieces with generated ones (each word is one or the other)."""
     groups: list[list[int]] = []
-    previous: tuple[int, int] | None = None
+    previous: tuple[int, int, bool] | None = None
     for i in range(len(tokens)):
         word = tokens.word_ids[i] if tokens.word_ids else None
         # word ids restart in sentence B: a word is its (segment, id)
-        key = None if word is None else (tokens.segments[i] if tokens.segments else 0, word)
+        key = None if word is None else (tokens.segments[i] if tokens.segments else 0, word, tokens.is_generated(i))
         if key is not None and key == previous and groups:
             groups[-1].append(i)
         else:
@@ -271,6 +278,7 @@ def _merged_tokens(tokens: Tokens, groups: list[list[int]]) -> Tokens:
         word_ids=tuple(tokens.word_ids[g[0]] for g in groups) if tokens.word_ids else (),
         segments=tuple(tokens.segments[g[0]] for g in groups) if tokens.segments else (),
         offsets=tuple((tokens.offsets[g[0]][0], tokens.offsets[g[-1]][1]) for g in groups) if tokens.offsets else (),
+        generated=tuple(tokens.is_generated(g[0]) for g in groups) if tokens.generated else (),
     )
 
 

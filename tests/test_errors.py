@@ -326,3 +326,143 @@ def test_closed_stdin_is_a_plain_error(command, tmp_path):
         preexec_fn=lambda: os.close(0),
     )
     assert out.returncode == 1 and out.stderr.startswith("error: standard input is closed"), out.stderr
+
+
+# ---------------------------------------------------------------- issue 15, item 6: each a plain error
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("show", "hi"),
+        ("show", "hi", "--format", "json"),
+        ("show", "hi", "--format", "npz"),
+        ("show", "hi", "--format", "html"),
+        ("tokens", "hi"),
+        ("info",),
+        ("heads", "hi", "--format", "csv"),
+    ],
+)
+def test_closed_stdout_is_a_quiet_stop(command):
+    out = subprocess.run(
+        [sys.executable, "-m", "attnviz", *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+
+
+@pytest.mark.parametrize(("seed", "code"), [(2**63, 2), (2**63 - 1, 0), (-1, 2)])
+def test_seeds_beyond_64_bits_are_a_usage_error(seed, code):
+    out = run("show", "I have a dream", "--model", "scratch", "--seed", str(seed))
+    assert out.code == code, out.stderr
+    if code:
+        assert_one_clear_error(out, 2, "a seed is a whole number from 0 to 2**63 - 1")
+
+
+@pytest.mark.parametrize(
+    "flag", [("--head", "5:2"), ("--tokens", "5:2"), ("--layer", "5:2"), ("--head", "2:2"), ("--tokens", "3:3")]
+)
+def test_empty_ranges_are_usage_errors_for_every_flag(flag):
+    out = run("show", "I have a dream", *flag)
+    assert out.code == 2 and out.stderr.startswith(f"error: {flag[0]}: "), out.stderr
+
+
+def _scratch_weights(path: Path, **changes) -> Path:
+    """A real scratch weights file (2 heads, 8 wide, 1 layer) with some tensors or metadata changed."""
+    from safetensors.torch import save_file
+
+    from attnviz.backends.scratch import ScratchModel
+
+    state = {k: v.contiguous() for k, v in ScratchModel(8, 2, 1).reset(0).state_dict().items()}
+    meta = {"format": "attnviz-scratch/1", "heads": str(changes.pop("heads", 2))}
+    state.update(changes.pop("tensors", {}))
+    save_file(state, str(path), metadata=meta)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"heads": "x"}, "its metadata says heads='x', which is not a head count (a whole number above 0)"),
+        ({"heads": "0"}, "its metadata says heads='0', which is not a head count"),
+        ({"heads": "-2"}, "its metadata says heads='-2', which is not a head count"),
+        ({"heads": "3"}, "d_model 8 is not divisible by 3 heads"),
+        ({"tensors": {"layers.0.query.weight": "scalar"}}, "layers.0.query.weight is a single number"),
+        ({"tensors": {"layers.0.query.weight": "3d"}}, "layers.0.query.weight is 8x8x2, not a d_model x d_model"),
+        ({"tensors": {"layers.0.query.bias": "scalar"}}, "does not fit the scratch model: size mismatch"),
+        ({"tensors": {"layers.2.query.weight": "copy"}}, "names layer 2 but has no weights for layer 1"),
+        ({"tensors": {"embeddings.weight": "copy"}}, "has a tensor 'embeddings.weight' the scratch model does not"),
+    ],
+)
+def test_a_weights_file_that_does_not_fit_is_one_clear_error(tmp_path, change, message):
+    import torch
+
+    made = {"scalar": torch.tensor(3.0), "3d": torch.zeros(8, 8, 2), "copy": torch.zeros(8, 8)}
+    if "tensors" in change:
+        change = {"tensors": {k: made[v] for k, v in change["tensors"].items()}}
+    path = _scratch_weights(tmp_path / "w.safetensors", **change)
+    out = run("show", "I have a dream", "--model", "scratch", "--weights", str(path))
+    assert out.code == 1 and "unexpected" not in out.stderr, out.stderr
+    assert out.stderr.startswith("error: ") and message in out.stderr.splitlines()[0], out.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("42", "config.json holds the number 42, not a model's settings (a JSON object)"),
+        ("null", "config.json holds null, not a model's settings"),
+        ("[1, 2]", "config.json holds a list, not a model's settings"),
+        ('"bert"', "config.json holds a string, not a model's settings"),
+        ("[" * 100_000 + "]" * 100_000, "config.json is nested too deeply to be a model's config"),
+        ('{"model_type": "bert", "x": ' + "[" * 100_000 + "]" * 100_000 + "}", "is nested too deeply"),
+    ],
+)
+@pytest.mark.parametrize("command", [("show", "hi"), ("info",), ("tokens", "hi"), ("explain", "hi")])
+def test_a_config_json_that_is_no_config_is_one_clear_error(tmp_path, content, message, command):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(content)
+    _scratch_weights(folder / "model.safetensors")  # explain looks for weights before it reads the config
+    out = run(*command, "--model", str(folder))
+    assert_one_clear_error(out, 1, message)
+
+
+def test_allocation_failures_are_one_line():
+    """An allocation the machine refuses (here: a 2 GB address-space cap) is an error, not a bug report."""
+    import resource
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    out = subprocess.run(
+        [sys.executable, "-m", "attnviz", "show", "I have a dream", "--model", "scratch", "--d-model", "30000",
+         "--heads", "2", "--max-params", str(10**12)],
+        capture_output=True, text=True, timeout=120, preexec_fn=cap,
+    )  # fmt: skip
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr.splitlines() == [
+        "error: out of memory (RuntimeError): the input or the model is too big for this machine",
+        "hint: use a shorter input, fewer layers or a smaller model",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("flags", "hint"),
+    [
+        (("--layers", "400"), "the model's weights may be broken"),
+        (("--layers", "60", "--dtype", "float16"), "float16/bfloat16 can overflow: try --dtype float32"),
+    ],
+)
+def test_scratch_numbers_that_overflow_are_an_error_naming_where(flags, hint):
+    out = run("show", "I have a dream", "--model", "scratch", *flags, "--device", "cpu")
+    assert_one_clear_error(out, 1, "holds NaN or infinity", hint)
+    assert "scratch gave attention weights that are not usable: encoder layer" in out.stderr
+
+
+@pytest.mark.parametrize("value", ["1", "TRUE", " yes "])
+def test_attnviz_debug_is_on_for_1_true_yes_in_any_case(value):
+    with pytest.raises(Exception, match="the text is empty"):
+        run("show", "", env={"ATTNVIZ_DEBUG": value})

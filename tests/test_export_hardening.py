@@ -1,4 +1,6 @@
-"""Export when the disk fills up or the folder cannot be written: one error line, no broken files."""
+"""Export when the disk fills up or the folder cannot be written: one error line, no broken files.
+And never outside the folder: planted links, manifest lines pointing out, two exports at once;
+JSON that line readers cannot break."""
 
 from __future__ import annotations
 
@@ -8,13 +10,15 @@ import resource
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from harness import Run, run
 from PIL import Image
 
-from attnviz.export.files import MANIFEST, TMP_PREFIX, prepare_folder, stem
+from attnviz.export import files
+from attnviz.export.files import MANIFEST, TMP_PREFIX, Manifest, lock_folder, prepare_folder, stem
 from attnviz.export.plan import content_key
 
 SENTENCES = "I have a dream\nthe quick brown fox jumps over the lazy dog\nso do I\n"
@@ -147,3 +151,170 @@ def test_only_stale_temporary_files_are_removed(tmp_path):
     os.utime(old, (0, 0))
     prepare_folder(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [live.name]
+
+
+# ---------------------------------------------------------------- never outside the folder
+
+LAYER5 = [f"-encoder-L05-H{h:02d}.png" for h in range(12)]
+
+
+def names_of(index: int) -> list[str]:
+    """The 12 image names export gives sentence `index` of SENTENCES."""
+    first = stem_of(index, SENTENCES.splitlines()[index])
+    return [first + suffix for suffix in LAYER5]
+
+
+def test_a_link_planted_at_the_temporary_name_is_never_written_through(tmp_path, monkeypatch):
+    """Someone who can write into a shared folder plants a link under the next temporary name, and
+    one at the final name: the file is created under another name, the final link is replaced."""
+    folder, outside = tmp_path / "shared", tmp_path / "victim.txt"
+    folder.mkdir()
+    outside.write_text("precious")
+    tokens = iter(["aaaa", "bbbb"])
+    monkeypatch.setattr(files, "_token", lambda: next(tokens))
+    planted = folder / f"{TMP_PREFIX}x.png-aaaa-{os.getpid()}"
+    planted.symlink_to(outside)
+    (folder / f"{TMP_PREFIX}x.png-{os.getpid()}").symlink_to(outside)  # the name before names had a random part
+    (folder / "x.png").symlink_to(outside)
+    files.write_atomic(folder / "x.png", b"image")
+    assert outside.read_text() == "precious"
+    assert not (folder / "x.png").is_symlink() and (folder / "x.png").read_bytes() == b"image"
+    assert planted.is_symlink() and not (folder / f"{TMP_PREFIX}x.png-bbbb-{os.getpid()}").exists()
+    # a dangling link (its target not there yet) is refused as well: O_EXCL|O_NOFOLLOW, not a check first
+    tokens = iter(["cccc", "dddd"])
+    (folder / f"{TMP_PREFIX}y.png-cccc-{os.getpid()}").symlink_to(tmp_path / "created-through-a-link")
+    files.write_atomic(folder / "y.png", b"image")
+    assert not (tmp_path / "created-through-a-link").exists()
+
+
+def test_links_planted_at_image_names_are_replaced_not_written_through_or_counted(tmp_path):
+    """Links at images' names, pointing outside: to a file to spoil, and to an image that would
+    pass for complete. Export draws real images in their place and lists exactly those."""
+    out, victim, fake = tmp_path / "figs", tmp_path / "victim.txt", tmp_path / "fake.png"
+    out.mkdir()
+    victim.write_text("precious")
+    fake.write_bytes(_png())
+    names = names_of(0)
+    (out / names[0]).symlink_to(victim)
+    (out / names[1]).symlink_to(fake)
+    result = export(out, "--jobs", "1")
+    assert result.code == 0, result.stderr
+    assert "36 images written" in result.stderr  # neither link passed for a complete image
+    assert victim.read_text() == "precious" and fake.read_bytes() == _png()
+    assert not (out / names[0]).is_symlink() and not (out / names[1]).is_symlink()
+    assert len(assert_only_complete_images(out)) == 36
+
+
+def _png() -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_manifest_lines_outside_the_folder_are_dropped_on_load(tmp_path):
+    """Lines naming ../x, /etc/passwd, an absolute path, a file through a linked folder, a link, or
+    no plain name at all: none is kept, none counts as complete, the rest stays."""
+    out, elsewhere = tmp_path / "figs", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "x.png").write_bytes(_png())
+    (tmp_path / "up.png").write_bytes(_png())
+    (out / "sub").symlink_to(elsewhere, target_is_directory=True)
+    (out / "linked.png").symlink_to(elsewhere / "x.png")
+    (out / "kept.png").write_bytes(_png())
+    bad = ["../up.png", "/etc/passwd", str(elsewhere / "x.png"), "sub/x.png", "linked.png", ".", "", "..", 42, None]
+    lines = [json.dumps({"file": f, "path": "/etc/passwd"}) for f in bad]
+    lines.append(json.dumps({"file": "kept.png", "path": "/etc/passwd"}))
+    (out / MANIFEST).write_text("\n".join(lines) + "\n")
+    manifest = Manifest(out)
+    manifest.close()
+    assert list(manifest.records) == ["kept.png"]
+    assert manifest.records["kept.png"]["path"] == str(out / "kept.png")  # a line's own path is not trusted
+    assert [json.loads(line)["file"] for line in (out / MANIFEST).read_text().splitlines()] == ["kept.png"]
+
+
+def test_a_manifest_replaced_by_a_link_is_neither_read_nor_written_through(tmp_path):
+    out, victim = tmp_path / "figs", tmp_path / "victim.jsonl"
+    out.mkdir()
+    (out / "kept.png").write_bytes(_png())
+    victim.write_text(json.dumps({"file": "kept.png"}) + "\n")  # lines that would pass if the link were read
+    (out / MANIFEST).symlink_to(victim)
+    assert export(out, "--jobs", "1").code == 0
+    assert victim.read_text() == json.dumps({"file": "kept.png"}) + "\n"
+    assert not (out / MANIFEST).is_symlink()
+    assert "kept.png" not in [json.loads(line)["file"] for line in (out / MANIFEST).read_text().splitlines()]
+
+
+def test_an_export_into_a_folder_another_export_holds_is_refused_in_one_line(tmp_path):
+    out = tmp_path / "figs"
+    out.mkdir()
+    lock = lock_folder(out)  # what a running export holds
+    assert lock is not None
+    try:
+        refused = export(out, "--jobs", "1")
+    finally:
+        os.close(lock)
+    assert refused.code == 1
+    assert refused.stderr.splitlines() == [
+        f"error: another export is writing into {out} right now",
+        "hint: wait for it to finish, or choose another output folder",
+    ]
+    assert sorted(p.name for p in out.iterdir()) == []  # nothing touched
+    assert export(out, "--jobs", "1").code == 0  # the lock went with its holder
+
+
+def test_two_exports_into_one_folder_never_both_write(tmp_path):
+    """A long export runs; a second one into the same folder is refused at once; once the first has
+    stopped (Ctrl-C), another run merges into the folder: every image listed once."""
+    out = tmp_path / "figs"
+    source = tmp_path / "in.txt"
+    source.write_text(SENTENCES * 4, encoding="utf-8")
+    cmd = [sys.executable, "-m", "attnviz", "export", "--input", str(source), "--out", str(out), "--device", "cpu"]
+    first = subprocess.Popen(
+        [*cmd, "--jobs", "2"],  # every layer: 864 images, far longer than the second needs to start
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob("*.png")):
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        second = subprocess.run([*cmd, "--layer", "5"], capture_output=True, text=True, timeout=120)
+        assert first.poll() is None, "the first export ended before the second could meet it"
+    finally:
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=60)
+    assert second.returncode == 1
+    assert second.stderr.splitlines()[0] == f"error: another export is writing into {out} right now"
+    assert first.returncode == 130, err.decode()
+    before = assert_only_complete_images(out)
+    merged = subprocess.run([*cmd, "--layer", "5"], capture_output=True, text=True, timeout=300)
+    assert merged.returncode == 0, merged.stderr
+    after = assert_only_complete_images(out)  # listed once each: the check fails on a duplicate line
+    listed = [json.loads(line)["file"] for line in (out / MANIFEST).read_text().splitlines()]
+    assert len(listed) == len(set(listed))
+    assert set(before) <= set(after)
+
+
+# ---------------------------------------------------------------- JSON a line reader cannot break
+
+
+def test_the_manifest_escapes_line_separators_and_reads_old_raw_ones(tmp_path):
+    """U+0085, U+2028 and U+2029 are valid raw in JSON, but Python's splitlines and older JavaScript
+    break lines on them: the manifest escapes them, and reading one written raw splits on \\n only."""
+    out = tmp_path / "figs"
+    text = "I have\u2028a dream\u0085so do\u2029I"
+    done = run("export", text, "--out", str(out), "--device", "cpu", "--jobs", "1", "--layer", "5")
+    assert done.code == 0, done.stderr
+    raw = (out / MANIFEST).read_bytes().decode("utf-8")
+    assert not {"\x85", "\u2028", "\u2029"} & set(raw)
+    lines = raw.splitlines()  # the strictest line reader
+    assert len(lines) == 12 and all(json.loads(line)["text"] == text for line in lines)
+    # a manifest written raw (before the escaping): its lines still load
+    (out / MANIFEST).write_text("".join(json.dumps(json.loads(line), ensure_ascii=False) + "\n" for line in lines))
+    assert "\u2028" in (out / MANIFEST).read_text()
+    again = run("export", text, "--out", str(out), "--device", "cpu", "--jobs", "1", "--layer", "5")
+    assert again.code == 0 and "0 images written" in again.stderr and "12 already complete" in again.stderr

@@ -142,3 +142,8 @@ def test_npz_holds_many_sentences():
         for i, text in enumerate(("one", "two")):
             expected = views.select(extract(text, device="cpu"), head="mean").stacks[0].weights
             assert np.allclose(z[f"{i}/encoder/attention"], expected, atol=1e-6)
+
+
+def test_a_csv_whose_view_fails_prints_nothing_not_a_lone_header():
+    out = run("show", "I have a dream", "--format", "csv", "--query", "nosuch")
+    assert out.code == 1 and out.stdout == "" and "no query token 'nosuch'" in out.stderr

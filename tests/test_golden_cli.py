@@ -56,3 +56,28 @@ def test_explain_opening(width):
     no_trailing_spaces(out.stdout)
     opening = "\n".join(out.stdout.splitlines()[:14]) + "\n"
     check_golden(f"explain-opening-{width}", opening)
+
+
+def test_the_roots_summaries_are_the_commands_own():
+    """The root's --help lists COMMANDS without importing a command; each line must be the
+    first paragraph of that command's docstring, as its own --help shows it."""
+    import importlib
+    import inspect
+
+    from attnviz.cli.app import COMMANDS
+    from attnviz.cli.help import summary
+
+    for name, line in COMMANDS.items():
+        function = getattr(importlib.import_module(f"attnviz.cli.{name}"), name)
+        assert line == summary(inspect.getdoc(function) or ""), name
+
+
+def test_the_roots_help_imports_no_command_module():
+    import subprocess
+    import sys
+
+    code = "import sys; from attnviz.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+    code += "print(sorted(m for m in sys.modules if m.startswith('attnviz.cli.') and m.split('.')[-1] in "
+    code += "('show', 'render', 'export', 'heads', 'explain', 'tokens', 'info')), file=sys.stderr)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stderr.strip() == "[]"

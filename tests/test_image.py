@@ -77,7 +77,11 @@ def test_grid_sheet_has_one_panel_per_head(dream):
     sheet = Sheet(layout, Style())
     png = sheet.render(dream.weights[5], "layer 5")
     assert Image.open(io.BytesIO(png)).size == sheet.pixel_size()
-    assert len(sheet.axes) == 12
+    assert len(sheet.boxes) == len(sheet._cells) == 12
+    boxes = [cells[:4] for cells in sheet._cells]  # (r0, r1, c0, c1) in pixels: no two panels overlap
+    assert all(
+        not (a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]) for a in boxes for b in boxes if a is not b
+    )
     with pytest.raises(ValueError):
         sheet.render(dream.weights[5, :4], "too few panels")
 
@@ -192,3 +196,114 @@ def test_a_pair_draws_its_a_b_boundary_in_png_and_svg(tmp_path):
     assert [y for y in white_rows if 0.3 * png.shape[0] < y < 0.7 * png.shape[0]], "no horizontal A|B line"
     svg = next((tmp_path / "svg").glob("*.svg")).read_text()
     assert svg.count("stroke: #ffffff") >= 2
+
+
+def _far(a: np.ndarray, b: np.ndarray, tolerance: int = 60) -> np.ndarray:
+    """Pixels of `a` with no pixel of `b` within one pixel that is closer than `tolerance` in every channel."""
+    h, w, _ = a.shape
+    padded = np.pad(b, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    best = np.full((h, w), 255)
+    for dy in range(3):
+        for dx in range(3):
+            best = np.minimum(best, np.abs(a - padded[dy : dy + h, dx : dx + w]).max(axis=-1))
+    return best > tolerance
+
+
+@pytest.mark.parametrize("view", ["head", "layer", "model"])
+@pytest.mark.parametrize("text, pair", [("I have a dream", None), ("I have a dream", "so do I, said the cat")])
+def test_fast_png_is_what_matplotlib_draws_of_the_same_sheet(view, text, pair):
+    """The PNG painter (stamped labels, painted cells, colour bar and ticks) against matplotlib drawing
+    the sheet's own figure: the same pixels but for glyph edges a pixel apart (whole-pixel anchors)."""
+    from dataclasses import replace
+
+    from attnviz.export.plan import plan
+    from attnviz.spec import ExportView, ViewSpec
+    from attnviz.views import apply
+
+    spec = ViewSpec.build(layer="5", head="0") if view == "head" else ViewSpec.build(layer="all")
+    task = plan(apply(extract(text, pair=pair), spec), "x", {}, ExportView(view), Style(caption=True, annotate="on"))[0]
+    item = task.items[-1]
+    fast = Sheet(task.layout, task.style)
+    png = np.asarray(Image.open(io.BytesIO(fast.render(item.weights, item.title))).convert("RGB")).astype(int)
+    assert fast.fig is None  # a PNG builds no matplotlib figure at all
+    whole = Sheet(task.layout, replace(task.style, fmt="svg"))
+    whole.render_vector(item.weights, item.title)
+    assert whole.fig is not None and len(whole.fig.axes) == 2  # one axes for every panel, one for the colour bar
+    assert len(whole.images) == task.layout.panels
+    out = io.BytesIO()
+    whole.fig.savefig(out, format="png", dpi=task.style.dpi)
+    drawn = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert png.shape == drawn.shape
+    far = _far(png, drawn) | _far(drawn, png)
+    assert far.mean() < 0.01, f"{far.sum()} pixels differ beyond glyph edges"
+    # and the parts are there: every panel's cells, labels left of the grid and under it, the colour bar
+    r0, r1, c0, c1, _ = fast._cells[0]
+    assert (png[r0:r1, : c0 - 2] < 128).any() and (png[fast._cells[-1][1] + 3 :, c0:c1] < 128).any()
+
+
+def _rows_that_repeat(height: int, width: int, seed: int) -> np.ndarray:
+    """PNG scanlines (filter byte 0, RGB) of flat runs of rows, with ink left and right of a middle band."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((height, width, 3), np.uint8)
+    y = 0
+    while y < height:
+        run = int(rng.integers(1, 12))
+        image[y : y + run] = rng.integers(0, 256, (1, width, 3), dtype=np.uint8)
+        y += run
+    inked = rng.random(height) < 0.3
+    image[inked, : width // 5] = rng.integers(0, 256, (int(inked.sum()), width // 5, 3), dtype=np.uint8)
+    image[inked[::-1], -width // 6 :] = 255 - image[inked[::-1], -width // 6 :]
+    return np.concatenate([np.zeros((height, 1), np.uint8), image.reshape(height, -1)], axis=1)
+
+
+@pytest.mark.parametrize("width", [300, 5000])  # short spans go through zlib whole; long ones as ready-made pieces
+def test_png_rows_that_repeat_decode_to_the_same_pixels(width):
+    import zlib
+
+    from attnviz.render.image import encode_png
+
+    scanlines = _rows_that_repeat(200, width, seed=width)
+    span = (1 + 3 * (width // 5), 1 + 3 * (width - width // 6))
+    png = encode_png(scanlines, width, 200, 100, span=span)
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    assert np.array_equal(pixels, scanlines[:, 1:].reshape(200, width, 3))
+    idat = png[png.index(b"IDAT") + 4 :]
+    raw = zlib.decompress(idat[: int.from_bytes(png[png.index(b"IDAT") - 4 : png.index(b"IDAT")], "big")])
+    assert len(raw) == scanlines.size  # zlib checked the Adler-32 too
+    filters = set(raw[:: scanlines.shape[1]])
+    assert filters == {0, 2}  # rows as they are, and rows sent as their difference to the row above
+
+
+def test_a_model_grid_draws_each_distinct_label_once():
+    from attnviz.render import image
+
+    tokens = tuple(f"w{i}" for i in range(30))
+    titles = tuple(f"head {h}" if p < 12 else "" for p, h in enumerate(list(range(12)) * 6))
+    layout = Layout(6, 12, tokens, tokens, panel_titles=titles, row_titles=tuple(f"layer {i}" for i in range(6)))
+    sheet = Sheet(layout, Style())
+    image._stamp.cache_clear()
+    weights = np.random.default_rng(0).dirichlet(np.ones(30), (72, 30)).astype(np.float32)  # (72, q, k)
+    Image.open(io.BytesIO(sheet.render(weights, "model"))).load()
+    labels = [t for t in sheet.labels if t.text in tokens]
+    assert len(labels) == 12 * 30 + 6 * 30  # x labels under 12 panels, y labels beside 6
+    distinct = {(t.text, t.size, t.rotation, t.ha, t.va) for t in sheet.labels}
+    assert image._stamp.cache_info().misses == len(distinct) + 1  # each drawn once (and the title), then stamped
+
+
+def test_the_painter_lets_big_canvases_go_and_paints_the_next_in_one():
+    from attnviz.render.image import Painter
+
+    weights = np.eye(len(TOKENS), dtype=np.float32)[None]
+    first, second, third = (Layout(1, 1, TOKENS, TOKENS, q_cut=cut) for cut in (None, 2, 3))  # one size
+    canvas = Sheet(first, Style())
+    canvas.render(weights, "a")
+    painter = Painter(budget=canvas.nbytes() + 1000)  # room for one canvas: the older ones go
+    painter.render(first, Style(), weights, "a")
+    buffer = painter.sheet(first, Style())._buffer
+    painter.render(second, Style(), weights, "b")  # the first sheet goes; its canvas is kept for the next
+    png = painter.render(third, Style(), weights, "c")
+    assert list(painter._sheets) == [(third, Style())]
+    assert buffer is not None and np.shares_memory(painter.sheet(third, Style())._buffer, buffer)
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))  # painted anew: no trace of the first
+    fresh = np.asarray(Image.open(io.BytesIO(Sheet(third, Style()).render(weights, "c"))).convert("RGB"))
+    assert np.array_equal(pixels, fresh)

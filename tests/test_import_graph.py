@@ -1,13 +1,19 @@
 """The package's imports form no cycle and point one way (cli → export → render → views → result).
 
 Every import counts: at module level, inside functions, and under TYPE_CHECKING. The
-graph is read from the source with `ast`, so nothing runs.
+graph is read from the source with `ast`, so nothing runs. The second half runs the real
+CLI and reads what it imported: the embedded model on the CPU never loads torch.
 """
 
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "attnviz"
 
@@ -135,3 +141,84 @@ def test_arrows_point_down():
     assert upward == []
     backends = [m for m in edges if m.startswith("attnviz.backends.") and m != "attnviz.backends.registry"]
     assert all("attnviz.backends.registry" not in edges[m] for m in backends)  # the registry is not imported back
+
+
+# ---------------------------------------------------------------- what the real CLI imports
+
+HEAVY = ("torch", "transformers")
+
+
+def imported(args: list[str], stdin: str | None = None) -> set[str]:
+    """Every module a real `python -m attnviz ARGS` imports, read from `-X importtime` (stderr)."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "attnviz", *args],
+        input=(stdin or "").encode(),
+        capture_output=True,  # stdout may be binary (npz)
+        timeout=120,
+    )
+    stderr = proc.stderr.decode(errors="replace")
+    assert proc.returncode == 0, stderr[-2000:]
+    lines = [line for line in stderr.splitlines() if line.startswith("import time:")]
+    assert len(lines) > 50  # importtime did report: an empty list would pass any check below
+    return {line.rsplit("|", 1)[1].strip() for line in lines}
+
+
+def heavy(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if m.split(".")[0] in HEAVY)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A json and an npz file written by `attnviz show`."""
+    folder = tmp_path_factory.mktemp("saved")
+    for fmt in ("json", "npz"):
+        out = subprocess.run(
+            [sys.executable, "-m", "attnviz", "show", "I have a dream", "-f", fmt, "--layer", "all"],
+            capture_output=True,
+            check=True,
+        )
+        (folder / f"dream.{fmt}").write_bytes(out.stdout)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["show", "I have a dream"],
+        ["show", "I have a dream", "--pair", "so do I", "--layer", "0", "--head", "3"],
+        ["show", "I have a dream", "-f", "json", "--layer", "all", "--head", "all"],
+        ["show", "I have a dream", "-f", "npz"],
+        ["show", "-", "-f", "jsonl"],
+        ["show", "I have a dream", "-f", "csv", "--agg", "rollout"],
+        ["heads", "I have a dream"],
+        ["heads", "--probe", "induction", "--probe-length", "8", "-f", "json"],
+        ["tokens", "I have a dream", "--pair", "so do I"],
+        ["tokens", "I have a dream", "--device", "cuda"],  # tokenizing runs no model: any device will do
+        ["tokens", "I have a dream", "--model", "scratch", "--source", "so do I"],  # its word tokenizer alone
+        ["info"],
+    ],
+    ids=lambda a: " ".join(a[:4]),
+)
+def test_the_embedded_model_on_the_cpu_and_tokens_never_import_torch(args):
+    modules = imported(args, stdin="I have a dream\nso do I\n")
+    assert "attnviz.backends.native_bert" in modules or args[0] == "tokens"
+    assert heavy(modules) == []
+
+
+@pytest.mark.parametrize("name", ["dream.json", "dream.npz"])
+def test_render_of_a_saved_file_never_imports_torch(saved, name):
+    for fmt in ("table", "json"):
+        assert heavy(imported(["render", str(saved / name), "-f", fmt])) == []
+
+
+def test_the_check_sees_torch_where_it_is_imported():
+    """The same check on a path that does use torch (--dtype bfloat16 runs on transformers)."""
+    modules = imported(["show", "I have a dream", "--dtype", "bfloat16", "--layer", "0", "--head", "0"])
+    assert "torch" in heavy(modules) and "attnviz.backends.hf" in modules
+
+
+def test_the_python_api_on_the_embedded_model_never_imports_torch():
+    code = "import json, sys, attnviz; attnviz.extract('I have a dream'); print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    modules = set(json.loads(out.stdout))
+    assert "attnviz.backends.native_bert" in modules and heavy(modules) == []

@@ -22,7 +22,9 @@ pytestmark = pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="needs 
 
 def _raster(pdf: bytes, path: Path) -> np.ndarray:
     path.with_suffix(".pdf").write_bytes(pdf)
-    subprocess.run(["pdftoppm", "-r", "100", "-png", "-singlefile", str(path.with_suffix(".pdf")), str(path)], check=True)
+    subprocess.run(
+        ["pdftoppm", "-r", "100", "-png", "-singlefile", str(path.with_suffix(".pdf")), str(path)], check=True
+    )
     return np.asarray(Image.open(f"{path}.png").convert("RGB")).astype(int)
 
 

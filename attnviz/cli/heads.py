@@ -16,6 +16,7 @@ import typer
 
 from ..backends.types import Device, Dtype
 from ..errors import InputError, UsageError
+from ..limits import MAX_LAYERS, MAX_LINE_BYTES
 from ..spec import ALL, ImageFormat, StackName, ViewSpec
 from .help import INPUT_PANEL, PROBE_PANEL
 from .options import (
@@ -23,10 +24,14 @@ from .options import (
     SELECT_PANEL,
     AllowMissing,
     BatchSize,
+    DeviceMapOpt,
     DeviceOpt,
     DtypeOpt,
     Head,
     Layer,
+    MaxLayers,
+    MaxLineBytes,
+    MaxParams,
     Model,
     Pair,
     StackOpt,
@@ -200,10 +205,14 @@ def heads(
     target: Target = None,
     device: DeviceOpt = Device.AUTO,
     dtype: DtypeOpt = Dtype.FLOAT32,
+    device_map: DeviceMapOpt = None,
     truncate: Truncate = False,
     trust_remote_code: TrustRemoteCode = False,
     allow_missing: AllowMissing = False,
     batch_size: BatchSize = 16,
+    max_line_bytes: MaxLineBytes = MAX_LINE_BYTES,
+    max_params: MaxParams = None,
+    max_layers: MaxLayers = MAX_LAYERS,
 ) -> None:
     """Measure every head (entropy, distance, sinks, previous-token, induction …) and name its role.
 
@@ -232,7 +241,14 @@ def heads(
         if text is not None or input_file is not None:
             raise UsageError("--probe makes its own input: give no sentence or --input")
         backend = load_model(
-            model, device=device, dtype=dtype, trust_remote_code=trust_remote_code, allow_missing=allow_missing
+            model,
+            device=device,
+            dtype=dtype,
+            device_map=device_map,
+            trust_remote_code=trust_remote_code,
+            allow_missing=allow_missing,
+            max_params=max_params,
+            max_layers=max_layers,
         )
         notes.append(_run_probe(backend, corpus, spec, probe_length, seed))
         name = backend.info.name
@@ -253,9 +269,18 @@ def heads(
             input_file,
             "nothing to measure",
             'give a sentence (attnviz heads "I have a dream"), --input FILE or --probe',
+            max_line_bytes,
+            truncate,
         )
         backend = load_model(
-            model, device=device, dtype=dtype, trust_remote_code=trust_remote_code, allow_missing=allow_missing
+            model,
+            device=device,
+            dtype=dtype,
+            device_map=device_map,
+            trust_remote_code=trust_remote_code,
+            allow_missing=allow_missing,
+            max_params=max_params,
+            max_layers=max_layers,
         )
         failed = _run_sentences(backend, sentences, corpus, spec, batch_size, truncate, pair, target)
         name = backend.info.name

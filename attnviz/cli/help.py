@@ -8,7 +8,7 @@ formatter and change only what it says.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from typer import _click as click  # typer's vendored click: the classes its commands are built on
@@ -94,11 +94,31 @@ class Command(TyperCommand):
 
 
 class Group(TyperGroup):
-    """The root: every command's whole summary line, never cut, then examples."""
+    """The root: every command's whole summary line, never cut, then examples. Commands are
+    built when first asked for (`lazy`), so `--help` imports no command module."""
+
+    summaries: dict[str, str] = {}  # name → summary line, in the order help lists them
+    loader: Callable[[str], click.Command] | None = None
+
+    @classmethod
+    def lazy(cls, summaries: dict[str, str], loader: Callable[[str], click.Command]) -> type[Group]:
+        """A Group class whose commands are `summaries`' names, each built by `loader` on first use."""
+        return type("LazyGroup", (cls,), {"summaries": summaries, "loader": staticmethod(loader)})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*self.summaries, *(n for n in super().list_commands(ctx) if n not in self.summaries)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.summaries and self.loader is not None:
+            self.add_command(self.loader(cmd_name), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []
         for name in self.list_commands(ctx):
+            if name in self.summaries:
+                rows.append((name, self.summaries[name]))
+                continue
             command = self.get_command(ctx, name)
             if command is not None and not command.hidden:
                 rows.append((name, summary(command.help or "")))

@@ -26,6 +26,10 @@ FLAG_HINTS: dict[Fix, str] = {
     Fix.SMALLER_IMAGE: "draw fewer tokens (--tokens A:B), fewer maps per image (--view layer or head), "
     "or allow bigger images (--max-pixels N)",
     Fix.BIGGER_FIGURE: "give a bigger --figsize, or leave it out to size the figure from the tokens",
+    Fix.LONG_LINE: "raise the limit with --max-line-bytes N{or_truncate}",
+    Fix.BIGGER_MODEL: "use a smaller model, or allow it with --max-{what} N if this machine can hold it",
+    Fix.MORE_PIXELS: "draw fewer or smaller images (--layer, --head, --view layer, --dpi), "
+    "or allow more with --max-total-pixels N",
 }
 
 

@@ -9,13 +9,17 @@ from typing import Annotated
 import typer
 
 from ..backends.types import Device
+from ..limits import MAX_LAYERS
 from .help import OUTPUT_PANEL
 from .options import (
     AllowMissing,
+    DeviceMapOpt,
     DeviceOpt,
     DModel,
     Heads,
     Layers,
+    MaxLayers,
+    MaxParams,
     Model,
     Seed,
     TrustRemoteCode,
@@ -40,6 +44,7 @@ attnviz info --model path/to/model --format json
 def info(
     model: Model = "minilm",
     device: DeviceOpt = Device.AUTO,
+    device_map: DeviceMapOpt = None,
     trust_remote_code: TrustRemoteCode = False,
     allow_missing: AllowMissing = False,
     fmt: Annotated[
@@ -50,9 +55,12 @@ def info(
     d_model: DModel = 512,
     heads: Heads = 8,
     seed: Seed = 0,
+    max_params: MaxParams = None,
+    max_layers: MaxLayers = MAX_LAYERS,
 ) -> None:
     """Family, stacks, layers, heads and maximum length of a model."""
     options = dict(
+        device_map=device_map,
         trust_remote_code=trust_remote_code,
         allow_missing=allow_missing,
         layers=layers,
@@ -60,7 +68,7 @@ def info(
         heads=heads,
         seed=seed,
     )
-    meta = load_model(model, device=device, **options).info
+    meta = load_model(model, device=device, max_params=max_params, max_layers=max_layers, **options).info
     if json_out or fmt is InfoFormat.JSON:
         from ..saved import dumps  # lazy: numpy stays out of --help
 

@@ -1,18 +1,23 @@
 """Printing results: the one path `show` and `render` share, so both print the same bytes.
 
-Terminal formats are rich renderables on stdout (colour only on a terminal); data
-formats are written whole to stdout; notes about the input (truncation) go to stderr.
-One input's npz is written while the model runs, a layer at a time (`stream_npz`).
+Results are printed one by one as they come, so memory does not grow with their number.
+Terminal formats are rich renderables on stdout (colour only on a terminal); data formats
+(json, jsonl, csv, npz) are written a piece at a time through a ByteSink (sink.py: bounded
+writes, every byte or an error); the html page needs every result at once. Notes about the
+input (truncation) go to stderr. One input's npz is written while the model runs, a layer
+at a time (`stream_npz`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from ..errors import UsageError
+from ..errors import AttnvizError, OutputError, UsageError
 from .options import OutputFormat, say, write_stdout
+from .sink import ByteSink, stdout_sink
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -55,11 +60,24 @@ def check_count(fmt: OutputFormat, count: int, what: str) -> None:
         raise UsageError(f"{count} {what} but --format json holds one", hint="use --format jsonl, csv or npz")
 
 
-def print_notes(results: Sequence[AttentionResult]) -> None:
-    """Notes about each input (e.g. truncation) as warnings on stderr: a pipe still gets clean data."""
+def print_notes(results: Sequence[AttentionResult], several: bool | None = None) -> None:
+    """Notes about each input (e.g. truncation) as warnings on stderr: a pipe still gets clean data.
+
+    `several`: the run has more than one input, so each note quotes its text (None: more than one here).
+    """
+    several = len(results) > 1 if several is None else several
     for r in results:
         for note in r.notes:
-            say("warning", f"{note}{f' ({r.text[:40]!r})' if len(results) > 1 else ''}")
+            say("warning", f"{note}{f' ({r.text[:40]!r})' if several else ''}")
+
+
+def check_compress(fmt: OutputFormat, compress: bool) -> None:
+    """--compress deflates an npz: refuse it for any other format, rather than ignore it."""
+    if compress and fmt is not OutputFormat.NPZ:
+        raise UsageError(
+            f"--compress deflates npz output; --format {fmt.value} is not compressed",
+            hint="drop --compress, or use --format npz",
+        )
 
 
 def check_vmax(fmt: OutputFormat, vmax: float | None) -> None:
@@ -72,44 +90,75 @@ def check_vmax(fmt: OutputFormat, vmax: float | None) -> None:
 
 
 def print_results(
-    results: Sequence[AttentionResult],
+    results: Iterable[AttentionResult],
     spec: ViewSpec,
     fmt: OutputFormat,
     digits: int,
     glance: bool = False,
     vmax: float | None = None,
+    several: bool | None = None,
+    compress: bool = False,
 ) -> None:
-    """Apply the view to each result and print it in `fmt`.
+    """Apply the view to each result and print it in `fmt`, each as it comes.
 
     `glance` (no --head given): a table of plain heads is drawn as the layer at a glance;
-    `vmax`: the top of the tables' colour scale (None: the largest weight shown).
+    `vmax`: the top of the tables' colour scale (None: the largest weight shown);
+    `several`: whether the run has more than one input, so that messages say which (None:
+    count `results`, which must then be a sequence); `compress`: deflate an npz.
     """
-    print_notes(results)
+    if several is None:
+        results = results if isinstance(results, Sequence) else list(results)
+        several = len(results) > 1
     if fmt is OutputFormat.HTML:  # a page to explore holds every layer unless --layer narrows it
         from ..spec import ALL
 
         spec = spec.with_layers(ALL)
-    shown = [viewed(r, spec, len(results) > 1) for r in results]
-    if fmt in (OutputFormat.TABLE, OutputFormat.HEAT):
-        _refuse_signed(shown)
-        overview = glance and fmt is OutputFormat.TABLE and spec.combine is None and not spec.rollout
-        _print_terminal(shown, fmt, digits, bars=spec.query is not None, overview=overview, vmax=vmax)
-        return
-    from .. import saved
 
-    if fmt is OutputFormat.JSON:
-        write_stdout(saved.to_json(shown[0]) + "\n")
-    elif fmt is OutputFormat.JSONL:
-        write_stdout("".join(saved.jsonl_line(r) for r in shown))
-    elif fmt is OutputFormat.CSV:
-        write_stdout(saved.to_csv(shown))
+    def shown() -> Iterator[AttentionResult]:
+        for r in results:
+            print_notes([r], several)
+            yield viewed(r, spec, bool(several))
+
+    if fmt in (OutputFormat.TABLE, OutputFormat.HEAT):
+        overview = glance and fmt is OutputFormat.TABLE and spec.combine is None and not spec.rollout
+        _print_terminal(
+            shown(), fmt, digits, bars=spec.query is not None, overview=overview, vmax=vmax, several=several
+        )
     elif fmt is OutputFormat.HTML:
         from ..render.html import page
 
-        write_stdout(page(shown))
+        write_stdout(page(list(shown())))
     else:
-        saved.write_npz(shown, sys.stdout.buffer)
-        sys.stdout.buffer.flush()
+        write_data(shown(), fmt, compress)
+
+
+def write_data(results: Iterable[AttentionResult], fmt: OutputFormat, compress: bool = False) -> None:
+    """json, jsonl, csv or npz on stdout, each result written as it comes, a piece at a time.
+
+    When a result fails midway (an input too long, a view that does not apply), what was
+    written before it still goes out, whole; then the error stops the command.
+    """
+    from .. import saved
+
+    sink = stdout_sink()
+    try:
+        if fmt in (OutputFormat.JSON, OutputFormat.JSONL):  # json holds one result: the same line
+            _write(sink, saved.jsonl_chunks(results))
+        elif fmt is OutputFormat.CSV:
+            _write(sink, (text.encode("utf-8", "surrogateescape") for text in saved.csv_chunks(results)))
+        else:
+            saved.write_npz(results, sink, compress)
+    except AttnvizError as exc:
+        if not isinstance(exc, OutputError):
+            with contextlib.suppress(OSError, AttnvizError):
+                sink.flush()
+        raise
+    sink.flush()
+
+
+def _write(sink: ByteSink, pieces: Iterable[bytes]) -> None:
+    for piece in pieces:
+        sink.write(piece)
 
 
 def streams(fmt: OutputFormat, count: int, spec: ViewSpec) -> bool:
@@ -129,7 +178,13 @@ def _layer_local(spec: ViewSpec) -> bool:
 
 
 def stream_npz(
-    backend: Backend, inputs: Inputs, sentence: Sentence, spec: ViewSpec, capture: Capture, truncate: bool
+    backend: Backend,
+    inputs: Inputs,
+    sentence: Sentence,
+    spec: ViewSpec,
+    capture: Capture,
+    truncate: bool,
+    compress: bool = False,
 ) -> None:
     """One input's attention as an .npz on stdout, written layer by layer as the model makes them.
 
@@ -154,7 +209,7 @@ def stream_npz(
         raise SelectionError(f"there is no {wanted!r} stack here (there is {', '.join(stacks)})")
     each = replace(spec, stack=None, layers=ALL)
     noted = False
-    stream = saved.NpzStream(sys.stdout.buffer)
+    stream = saved.NpzStream(stdout_sink(), compress)
 
     def take(part: AttentionResult) -> None:
         nonlocal noted
@@ -191,11 +246,11 @@ def _layers_of(result: AttentionResult) -> Iterator[AttentionResult]:
             yield replace(result, stacks=(one,))
 
 
-def _refuse_signed(results: Sequence[AttentionResult]) -> None:
+def _refuse_signed(result: AttentionResult) -> None:
     """The terminal's colour scale starts at 0: a signed map would be drawn wrong, so it is not drawn."""
     from ..result import MapKind
 
-    if any(s.kind is MapKind.SIGNED for r in results for s in r.stacks):
+    if any(s.kind is MapKind.SIGNED for s in result.stacks):
         raise UsageError(
             "this result holds signed maps, which the heat tables cannot draw (their scale starts at 0)",
             hint="print them as data: --format json, jsonl, csv or npz",
@@ -203,7 +258,13 @@ def _refuse_signed(results: Sequence[AttentionResult]) -> None:
 
 
 def _print_terminal(
-    shown: list[AttentionResult], fmt: OutputFormat, digits: int, bars: bool, overview: bool, vmax: float | None
+    shown: Iterable[AttentionResult],
+    fmt: OutputFormat,
+    digits: int,
+    bars: bool,
+    overview: bool,
+    vmax: float | None,
+    several: bool,
 ) -> None:
     from rich.text import Text
 
@@ -214,7 +275,8 @@ def _print_terminal(
 
     console = stdout_console()
     for n, result in enumerate(shown):
-        if len(shown) > 1:
+        _refuse_signed(result)
+        if several:
             if n:
                 print_trimmed(console, Text(""))
             print_trimmed(console, sentence_heading(result.text))

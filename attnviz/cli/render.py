@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError
+from ..limits import MAX_TOTAL_PIXELS
 from ..spec import Agg, Annotate, ExportView, ImageFormat, parse_vmax
 from .images import export_images, image_style
 from .options import (
@@ -27,6 +28,7 @@ from .options import (
     Layer,
     ManifestOpt,
     MaxPixels,
+    MaxTotalPixels,
     OutputFormat,
     Overwrite,
     Query,
@@ -87,6 +89,7 @@ def render(
     figsize: FigSize = None,
     fontsize: FontSize = None,
     max_pixels: MaxPixels = 10_000,
+    max_total_pixels: MaxTotalPixels = MAX_TOTAL_PIXELS,
     manifest: ManifestOpt = None,
     overwrite: Overwrite = False,
     jobs: Jobs = 0,
@@ -153,6 +156,7 @@ def render(
             manifest=manifest,
             overwrite=overwrite,
             jobs=jobs,
+            max_total_pixels=max_total_pixels,
         )
         return
     check_count(fmt, len(results), f"results in {file}")

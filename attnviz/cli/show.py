@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 from ..backends.types import Device, Dtype
+from ..limits import MAX_LAYERS, MAX_LINE_BYTES
 from ..spec import ALL, Agg, parse_vmax
 from .options import (
     AggOpt,
     AllowMissing,
     BatchSize,
     Causal,
+    Compress,
     DeviceMapOpt,
     DeviceOpt,
     Digits,
     DModel,
     DtypeOpt,
     Format,
+    Generate,
     HeadOrOverview,
     Heads,
     HideSpecial,
     Layer,
     Layers,
+    MaxLayers,
+    MaxLineBytes,
+    MaxParams,
     Model,
     OutputFormat,
     Pair,
@@ -30,6 +36,7 @@ from .options import (
     StackOpt,
     Target,
     TextsArg,
+    Threads,
     TokenWindowOpt,
     Truncate,
     TrustRemoteCode,
@@ -41,7 +48,7 @@ from .options import (
     read_texts,
     view_spec,
 )
-from .output import check_count, check_format, check_vmax, print_results, stream_npz, streams
+from .output import check_compress, check_count, check_format, check_vmax, print_results, stream_npz, streams
 
 EXAMPLES = """
 # the last layer at a glance: mean map and each head's strongest link
@@ -52,6 +59,8 @@ attnviz show "I have a dream" --layer 2 --head 5 --query dream
 attnviz show "I have a dream" "so do I" --format jsonl | jq .model
 # an interactive page with every layer and head
 attnviz show "I have a dream" --format html > page.html
+# a decoder continues the text by 8 tokens (marked ⁺), then attention over all of it
+attnviz show "Once upon a time" --model gpt2 --generate 8
 """
 
 
@@ -69,10 +78,12 @@ def show(
     query: Query = None,
     fmt: Format = OutputFormat.TABLE,
     digits: Digits = 2,
+    compress: Compress = False,
     vmax: Vmax = "auto",
     pair: Pair = None,
     target: Target = None,
     source: Source = None,
+    generate: Generate = None,
     device: DeviceOpt = Device.AUTO,
     dtype: DtypeOpt = Dtype.FLOAT32,
     device_map: DeviceMapOpt = None,
@@ -80,6 +91,10 @@ def show(
     trust_remote_code: TrustRemoteCode = False,
     allow_missing: AllowMissing = False,
     batch_size: BatchSize = 16,
+    threads: Threads = None,
+    max_line_bytes: MaxLineBytes = MAX_LINE_BYTES,
+    max_params: MaxParams = None,
+    max_layers: MaxLayers = MAX_LAYERS,
     layers: Layers = 1,
     d_model: DModel = 512,
     heads: Heads = 8,
@@ -103,11 +118,14 @@ def show(
     check_format(fmt)
     top = parse_vmax(vmax)
     check_vmax(fmt, top)
-    sentences = read_texts(texts)
+    check_compress(fmt, compress)
+    sentences = read_texts(texts, max_line_bytes, truncate)
     check_count(fmt, len(sentences), "sentences on standard input" if texts == ["-"] else "sentences")
-    from ..api import run_batch
+    from ..api import iter_results
     from ..backends.types import Capture
+    from ..threads import choose
 
+    choose(threads)  # before loading: load_model sets torch's threads for the model
     backend = load_model(
         model,
         device=device,
@@ -115,18 +133,28 @@ def show(
         device_map=device_map,
         trust_remote_code=trust_remote_code,
         allow_missing=allow_missing,
+        causal_lm=generate is not None,
         layers=layers,
         d_model=d_model,
         heads=heads,
         seed=seed,
         causal=causal,
         weights=weights,
+        max_params=max_params,
+        max_layers=max_layers,
     )
     inputs = make_inputs(sentences, backend, pair, target, source)
+    if generate is not None:  # each text is continued first (check_fits refuses models that cannot)
+        from dataclasses import replace
+
+        inputs = [replace(x, generate=generate) for x in inputs]
     # run only what the view shows (the HTML page offers every layer unless --layer narrows it)
     capture = Capture.for_view(spec.with_layers(ALL) if fmt is OutputFormat.HTML else spec)
     if streams(fmt, len(inputs), spec):  # one input's npz is written as the model runs, a layer at a time
-        stream_npz(backend, inputs[0], sentences[0], spec, capture, truncate)
+        stream_npz(backend, inputs[0], sentences[0], spec, capture, truncate, compress)
         return
-    results = run_batch(backend, inputs, batch_size=batch_size, truncate=truncate, capture=capture)
-    print_results([s.tag(r) for s, r in zip(sentences, results)], spec, fmt, digits, glance=head is None, vmax=top)
+    # results come in input order as each window of batches is done, and are printed as they come
+    results = iter_results(backend, inputs, batch_size=batch_size, truncate=truncate, capture=capture)
+    tagged = (s.tag(r) for s, r in zip(sentences, results))
+    several = len(inputs) > 1
+    print_results(tagged, spec, fmt, digits, glance=head is None, vmax=top, several=several, compress=compress)

@@ -8,11 +8,15 @@ from typing import Annotated
 import typer
 
 from ..backends.types import Device
+from ..limits import MAX_LAYERS, MAX_LINE_BYTES
 from .options import (
     AllowMissing,
     DeviceOpt,
     DModel,
     Heads,
+    MaxLayers,
+    MaxLineBytes,
+    MaxParams,
     Model,
     Pair,
     Seed,
@@ -20,7 +24,7 @@ from .options import (
     Target,
     TextsArg,
     TrustRemoteCode,
-    load_model,
+    check_scratch_flags,
     make_inputs,
     read_texts,
     write_stdout,
@@ -56,12 +60,18 @@ def tokens(
     d_model: DModel = 512,
     heads: Heads = 8,
     seed: Seed = 0,
+    max_line_bytes: MaxLineBytes = MAX_LINE_BYTES,
+    max_params: MaxParams = None,
+    max_layers: MaxLayers = MAX_LAYERS,
 ) -> None:
     """Print the tokens the model sees, with their indices."""
     from ..api import check_text
+    from ..backends.registry import load_tokenizer
+    from ..backends.types import LoadOptions
+    from ..limits import Limits
 
-    backend = load_model(
-        model,
+    check_scratch_flags(model, d_model=d_model, heads=heads, seed=seed)
+    options = LoadOptions(
         device=device,
         trust_remote_code=trust_remote_code,
         allow_missing=allow_missing,
@@ -69,10 +79,12 @@ def tokens(
         heads=heads,
         seed=seed,
     )
+    # the embedded model's: its tokenizer alone, no torch
+    backend = load_tokenizer(model, options, Limits(max_params, max_layers))
     from ..render.tokens import token_records, tokens_table
     from .console import print_trimmed, sentence_heading, stdout_console
 
-    sentences = make_inputs(read_texts(texts), backend, pair, target, source)
+    sentences = make_inputs(read_texts(texts, max_line_bytes), backend, pair, target, source)
     for inputs in sentences:
         check_text(inputs.text)
     tokenized = [backend.tokenize(inputs) for inputs in sentences]

@@ -10,7 +10,6 @@ came from, how they were combined); nothing parses a label.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -20,6 +19,7 @@ import numpy as np
 
 from ..errors import SelectionError
 from ..result import AttentionResult, MapKind, Origin, Stack
+from ..saved import dumps
 from ..spec import ExportView
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def content_key(result: AttentionResult) -> str:
     for s in result.stacks:
         combined = [(o.combine.value, o.ids) for o in (*s.layer_axis, *s.head_axis) if o.combine is not None]
         parts.append([s.name, s.kind.value, s.token_view, list(s.notes), combined])
-    return json.dumps(parts, ensure_ascii=False)
+    return dumps(parts)  # U+2028 and kin escaped, like every JSON text export makes
 
 
 def plan(result: AttentionResult, stem: str, base: dict[str, Any], view: ExportView, style: Style) -> list[Task]:

@@ -3,6 +3,11 @@
 Drawing runs in worker processes (one warm matplotlib figure per layout each) while
 this process runs the model; the CLI follows along through a `Reporter`. A sentence
 that fails is reported and the rest goes on.
+
+Whatever stops a run (an error, a closed pipe, SIGINT, SIGTERM or SIGHUP, once or
+repeatedly) it ends its workers within about a second and leaves a manifest listing
+exactly the complete images. Workers ignore the terminal's SIGINT and SIGHUP (the
+parent decides) and die with the parent even when it is killed outright.
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import stopping
 from ..backends.types import Backend, Inputs
 from ..errors import AttnvizError
 from ..inputs import Sentence, to_inputs
 from ..result import AttentionResult
 from ..spec import ALL, ExportView, ViewSpec
-from .files import Manifest, deferred_interrupt, prepare_folder, stem, sweep, write_atomic
+from .files import Manifest, deferred_interrupt, is_image, lock_folder, prepare_folder, stem, sweep, write_atomic
 from .plan import Item, Task, content_key, plan
 
 if TYPE_CHECKING:
@@ -73,17 +79,21 @@ class Summary:
 def begin(
     sentences: Sequence[Sentence], folder: Path, reporter: Reporter, echo: Callable[[str], None] | None
 ) -> tuple[Manifest, Summary, list[Sentence]]:
-    """What every export run starts with: the folder, its manifest, and the lines that can be used
-    (the others reported as failed)."""
+    """What every export run starts with: the folder (locked for this run: OutputError if another
+    export holds it), its manifest, and the lines that can be used (the others reported as failed)."""
     prepare_folder(folder)
-    manifest = Manifest(folder, echo)
+    manifest = Manifest(folder, echo, lock=lock_folder(folder))
     summary = Summary(sentences=len(sentences), manifest=manifest.path)
     good = []
-    for s in sentences:
-        if s.error:
-            fail(summary, reporter, s, s.error)
-        else:
-            good.append(s)
+    try:
+        for s in sentences:
+            if s.error:
+                fail(summary, reporter, s, s.error)
+            else:
+                good.append(s)
+    except BaseException:
+        manifest.close()
+        raise
     return manifest, summary, good
 
 
@@ -149,7 +159,8 @@ def from_results(
 
     def outcomes(good: list[Sentence]) -> Iterator[Outcome]:
         for s, r in zip(sentences, results):  # saved results have no failed lines: good is every sentence
-            yield s, Inputs(r.text, **r.inputs), r
+            x = r.inputs
+            yield s, Inputs(r.text, pair=x.get("pair"), target=x.get("target"), source=x.get("source")), r
 
     return sentences, outcomes
 
@@ -162,9 +173,19 @@ END_POOL_SECONDS = 1.0  # Pool.terminate() gets this long before its workers are
 WAIT_SECONDS = 0.2  # how long the main thread sleeps on the pool at a time: Ctrl-C is handled between
 
 
-def _init_worker() -> None:
-    # workers are born ignoring Ctrl-C (see _Pool); this also covers a pool made elsewhere
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+# a terminal sends these to its whole foreground process group (Ctrl-C, the window closing)
+TERMINAL_SIGNALS = {getattr(signal, name) for name in ("SIGINT", "SIGHUP") if hasattr(signal, name)}
+
+
+def _init_worker(parent: int) -> None:
+    # Workers are born with the terminal's signals blocked (_children_ignore_stops). Ignoring them
+    # discards any that came while this process started (a traceback per worker, before): the
+    # parent decides when drawing stops, and ends the workers with SIGTERM (left at its default).
+    for s in TERMINAL_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, TERMINAL_SIGNALS)
+    stopping.die_with_parent(parent)
     _get_painter()
 
 
@@ -183,17 +204,26 @@ def draw_image(layout: Layout, style: Style, weights: Any, title: str, path: str
 
 
 @contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Ctrl-C ignored while worker processes start: they inherit SIG_IGN and Python keeps it,
-    so a Ctrl-C never lands in a worker half-way through its start (a traceback per worker)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may set handlers (and only it gets Ctrl-C)
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+def _children_ignore_stops() -> Iterator[None]:
+    """While worker processes start: stop signals held here (the pool is made whole, then stopped),
+    and the terminal's signals blocked in this thread, so workers (and the pool's threads) inherit
+    them blocked until _init_worker ignores them. Blocked, not ignored: none is lost here."""
+    with deferred_interrupt():
+        if not hasattr(signal, "pthread_sigmask"):
+            yield
+            return
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, TERMINAL_SIGNALS)
+        # a spawned worker starts with SIGINT unblocked (Python's start-up unblocks it), but an
+        # ignored SIGINT stays ignored through exec and start-up: else a Ctrl-C while a worker
+        # imports is a "Fatal Python error" per worker. Blocked here, a Ctrl-C stays pending
+        # (Linux never discards a blocked signal) and reaches the handler restored below.
+        handlers = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN)}
+        try:
+            yield
+        finally:
+            for s, handler in handlers.items():
+                signal.signal(s, handler)
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _end_pool(pool: Any) -> None:
@@ -212,6 +242,8 @@ def _end_pool(pool: Any) -> None:
     if ender.is_alive():
         for worker in workers:
             worker.kill()
+        for worker in workers:
+            worker.join(END_POOL_SECONDS)  # reaped: a zombie's pid looks alive, and its temporary file would stay
 
 
 class _Drawing:
@@ -224,16 +256,23 @@ class _Drawing:
 
     def __init__(self, folder: Path, jobs: int, manifest: Manifest, summary: Summary, reporter: Reporter) -> None:
         self.folder, self.manifest, self.summary, self.reporter = folder, manifest, summary, reporter
+        self.jobs = jobs
         self.limit = 16 * jobs  # in flight at most: workers stay busy while the model runs; an error waits for few
         self.flying: dict[str, Item] = {}
         self.landed: queue.SimpleQueue[tuple[str, BaseException | None]] = queue.SimpleQueue()
         self.pool: Any = None
-        if jobs > 1:
+
+    def start(self) -> None:
+        """Start the drawing processes (with more than one job); a stop signal meanwhile waits for
+        the pool to be whole, so `stop` can end it."""
+        if self.jobs > 1:
             import multiprocessing
 
             # spawn, not fork: the model's threads must not be copied; workers warm up while the model loads
-            with _sigint_ignored():
-                self.pool = multiprocessing.get_context("spawn").Pool(jobs, initializer=_init_worker)
+            with _children_ignore_stops():
+                self.pool = multiprocessing.get_context("spawn").Pool(
+                    self.jobs, initializer=_init_worker, initargs=(os.getpid(),)
+                )
 
     def draw(self, task: Task) -> None:
         """Draw a task's images; returns once they are all submitted (in-process: written)."""
@@ -275,7 +314,7 @@ class _Drawing:
             _end_pool(self.pool)  # a worker mid-image dies; its temporary file is swept below
             sweep(self.folder)
             for name, item in list(self.flying.items()):
-                if (self.folder / name).is_file():  # written (renamed into place) before its worker stopped
+                if is_image(self.folder, name):  # written (renamed into place) before its worker stopped
                     self._land(item)
 
     def _collect(self, block: bool) -> None:
@@ -366,17 +405,41 @@ def export(
     """
     options.style.check()
     reporter = reporter or Reporter()
-    manifest, summary, good = begin(sentences, folder, reporter, echo)
-    keys = {s.index: plan_key(source, s, options) for s in good} if source is not None else {}
-    todo, finished = (good, 0) if options.overwrite else _skip_finished(good, keys, manifest, summary, reporter)
-    if not todo:
-        reporter.total(finished)
-        manifest.close()
-        return summary
+    with stopping.catching():  # SIGTERM and SIGHUP wind the run down like Ctrl-C (the CLI catches them already)
+        manifest, summary, good = begin(sentences, folder, reporter, echo)
+        try:
+            keys = {s.index: plan_key(source, s, options) for s in good} if source is not None else {}
+            if options.overwrite:
+                todo, finished = good, 0
+            else:
+                todo, finished = _skip_finished(good, keys, manifest, summary, reporter)
+            if todo:
+                _draw_all(todo, finished, outcomes, folder, options, keys, manifest, summary, reporter)
+            else:
+                reporter.total(finished)
+        finally:
+            manifest.close()  # also after a stop: lines of re-drawn images made right, the folder unlocked
+    return summary
+
+
+def _draw_all(
+    todo: list[Sentence],
+    finished: int,
+    outcomes: Callable[[list[Sentence]], Iterable[Outcome]],
+    folder: Path,
+    options: ExportOptions,
+    keys: dict[int, str],
+    manifest: Manifest,
+    summary: Summary,
+    reporter: Reporter,
+) -> None:
+    """Run the sentences still to do and draw their images; whatever stops it, the workers end
+    and every image that reached the disk is listed."""
     drawing = _Drawing(folder, options.jobs or (os.cpu_count() or 1), manifest, summary, reporter)
     noted: set[str] = set()
     per_sentence: int | None = None
     try:
+        drawing.start()
         for sentence, inputs, result in outcomes(todo):
             try:
                 if isinstance(result, AttnvizError):
@@ -399,21 +462,18 @@ def export(
                     drawing.draw(Task(task.layout, task.style, todo_items))
         drawing.finish()
     except BaseException as exc:
-        # an error elsewhere lets the few images in flight land; Ctrl-C and a closed pipe do not wait
+        # an error elsewhere lets the few images in flight land; a stop signal and a closed pipe do not wait
         drawing.stop(wait=isinstance(exc, Exception) and not isinstance(exc, BrokenPipeError))
         raise
     else:
         drawing.stop(wait=True)
-    finally:
-        manifest.close()
-    return summary
 
 
 def _complete(
     folder: Path, item: Item, options: ExportOptions, manifest: Manifest, summary: Summary, reporter: Reporter
 ) -> bool:
     """Whether an image is on disk already (and kept): then it is listed, and counted as skipped."""
-    if options.overwrite or not (folder / item.name).is_file():
+    if options.overwrite or not is_image(folder, item.name):  # a link there is no image: it gets replaced
         return False
     with deferred_interrupt():
         manifest.add(item.record)
