@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..backends.types import Device, Dtype
+from ..backends.types import Backend, Device, Dtype
 from ..errors import InputError, UsageError
 from ..limits import MAX_LAYERS, MAX_LINE_BYTES
 from ..spec import ALL, ImageFormat, StackName, ViewSpec
@@ -237,10 +237,9 @@ def heads(
     corpus = Corpus()
     notes: list[str] = []
     failed = 0
-    if probe is not None:
-        if text is not None or input_file is not None:
-            raise UsageError("--probe makes its own input: give no sentence or --input")
-        backend = load_model(
+
+    def load_backend() -> Backend:
+        return load_model(
             model,
             device=device,
             dtype=dtype,
@@ -250,6 +249,11 @@ def heads(
             max_params=max_params,
             max_layers=max_layers,
         )
+
+    if probe is not None:
+        if text is not None or input_file is not None:
+            raise UsageError("--probe makes its own input: give no sentence or --input")
+        backend = load_backend()
         notes.append(_run_probe(backend, corpus, spec, probe_length, seed))
         name = backend.info.name
     elif text is not None and Path(text).suffix in SAVED_SUFFIXES and Path(text).is_file():
@@ -272,16 +276,7 @@ def heads(
             max_line_bytes,
             truncate,
         )
-        backend = load_model(
-            model,
-            device=device,
-            dtype=dtype,
-            device_map=device_map,
-            trust_remote_code=trust_remote_code,
-            allow_missing=allow_missing,
-            max_params=max_params,
-            max_layers=max_layers,
-        )
+        backend = load_backend()
         failed = _run_sentences(backend, sentences, corpus, spec, batch_size, truncate, pair, target)
         name = backend.info.name
     everything = corpus.heads(thresholds)
