@@ -155,28 +155,28 @@ def test_shared_layers_are_counted_as_the_model_runs_them(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def gptj(tmp_path_factory):
-    """A tiny GPT-J: its code names no attention modules, so it runs with output_attentions."""
+def bloom(tmp_path_factory):
+    """A tiny BLOOM: its transformers code names no attention modules (GPT-J's did until 5.2x)."""
     import transformers as tf
 
-    folder = tmp_path_factory.mktemp("gptj")
+    folder = tmp_path_factory.mktemp("bloom")
     tokenizer = _bpe_tokenizer(bos=False, eos=False)
     torch.manual_seed(0)
-    config = tf.GPTJConfig(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=4, n_positions=64, rotary_dim=4)
-    tf.GPTJModel(config).save_pretrained(folder)
+    config = tf.BloomConfig(vocab_size=len(tokenizer), hidden_size=32, n_layer=2, n_head=4)
+    tf.BloomModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
 
-def test_a_model_that_names_no_attention_modules_runs_the_old_way(gptj):
-    backend = load(str(gptj), CPU)
+def test_a_model_that_names_no_attention_modules_runs_the_old_way(bloom):
+    backend = load(str(bloom), CPU)
     assert backend.sites == {}
     batch = [Inputs(t) for t in TEXTS]
     capture = Capture(layers=Indices.parse(1), heads=Indices.parse("2", "head"))
     for result, full in zip(backend.run(batch, capture=capture), reference(backend, batch)):
         np.testing.assert_allclose(result.stacks[0].weights, full["decoder"][[1]][:, [2]], atol=1e-5, rtol=0)
     assert backend.info.layers == {"decoder": 2} and backend.info.heads == 4
-    out = run("show", TEXTS[1], "--model", str(gptj), "--format", "npz", "--layer", "all", "--device", "cpu")
+    out = run("show", TEXTS[1], "--model", str(bloom), "--format", "npz", "--layer", "all", "--device", "cpu")
     assert out.code == 0, out.stderr
     (saved,) = load_saved_bytes(out.stdout_bytes)
     np.testing.assert_allclose(saved.stacks[0].weights, reference(backend, batch[1:2])[0]["decoder"], atol=1e-5)

@@ -28,8 +28,6 @@ LEGACY = (
     "longformer",
     "xlnet",
     "gpt_neo",
-    "gptj",
-    "codegen",
     "bloom",
     "mpt",
     "falcon",
