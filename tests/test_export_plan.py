@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from attnviz.export.files import MANIFEST, TMP_PREFIX, Manifest, prepare_folder, slug, stem, write_atomic
-from attnviz.export.plan import content_key, grid_columns, plan, record
+from attnviz.export.plan import content_key, grid_columns, look, plan, record
 from attnviz.render.image import Style
 from attnviz.result import AttentionResult, Origin, Stack, Tokens
 from attnviz.spec import Combine, ExportView, ViewSpec
@@ -46,8 +46,10 @@ def test_head_view_makes_one_image_per_map_named_by_model_numbers():
         "agg": None,
         "rollout": False,
         "file": "0000-x-abcdef-encoder-L00-H03.png",
+        "look": look(STYLE),
     }
     assert items[1].weights.shape == (1, 5, 5)
+    assert look(STYLE) == look(Style("png")) != look(Style("png", cmap="Blues")) != look(Style("png", vmax=None))
 
 
 def test_combined_heads_say_what_was_averaged_in_title_name_and_record():

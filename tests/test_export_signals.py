@@ -229,8 +229,13 @@ def test_a_rerun_with_one_image_missing_draws_only_it(tmp_path):
     assert again.code == 0, again.stderr
     assert f"1 image written to {out}, 11 already complete" in again.stderr
     assert len(check_consistent(out)) == 12
-    other = run(*args, "--cmap", "Blues")  # another look: its set is not known finished, so the model runs
-    assert other.code == 0 and f"0 images written to {out}, 12 already complete" in other.stderr
+    before = {name: (out / name).read_bytes() for name in on_disk(out)}
+    other = run(*args, "--cmap", "Blues")  # another look: every image is drawn again, in its place
+    assert other.code == 0 and f"12 images written to {out}" in other.stderr, other.stderr
+    assert on_disk(out) == sorted(before) and all((out / n).read_bytes() != before[n] for n in before)
+    assert len(check_consistent(out)) == 12
+    again = run(*args, "--cmap", "Blues")  # and that look is then complete
+    assert again.code == 0 and f"0 images written to {out}, 12 already complete" in again.stderr
 
 
 # ---------------------------------------------------------------- every stop signal, no process left behind

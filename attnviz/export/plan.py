@@ -10,6 +10,7 @@ came from, how they were combined); nothing parses a label.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -105,11 +106,18 @@ def content_key(result: AttentionResult) -> str:
     return dumps(parts)  # U+2028 and kin escaped, like every JSON text export makes
 
 
+def look(style: Style) -> str:
+    """A short key for how images are drawn (colour map, scale, sizes, caption, …): manifest lines
+    carry it, so a re-run with another look redraws an image instead of keeping the old one."""
+    return hashlib.sha1(repr(style).encode()).hexdigest()[:12]
+
+
 def plan(result: AttentionResult, stem: str, base: dict[str, Any], view: ExportView, style: Style) -> list[Task]:
     """The images of one viewed result, grouped by layout; `base` starts every manifest record."""
     from ..render.image import Layout
 
     tasks = []
+    drawn_as = look(style)
     for s in result.stacks:
         if s.kind is MapKind.SIGNED:
             raise SelectionError(f"the {s.name} maps are signed, and heatmap images draw 0..vmax only")
@@ -128,7 +136,7 @@ def plan(result: AttentionResult, stem: str, base: dict[str, Any], view: ExportV
             s: Stack = s,
         ) -> Item:
             name = f"{stem}-{s.name}-{suffix}.{style.fmt}"
-            fields = {**base, **record(s, layers, heads), "file": name}
+            fields = {**base, **record(s, layers, heads), "file": name, "look": drawn_as}
             return Item(
                 np.ascontiguousarray(weights, dtype=np.float32), f"{result.model} · {s.name} · {title}", name, fields
             )

@@ -472,8 +472,15 @@ def _draw_all(
 def _complete(
     folder: Path, item: Item, options: ExportOptions, manifest: Manifest, summary: Summary, reporter: Reporter
 ) -> bool:
-    """Whether an image is on disk already (and kept): then it is listed, and counted as skipped."""
+    """Whether an image is on disk already (and kept): then it is listed, and counted as skipped.
+
+    An image the manifest lists as drawn with another look (`--cmap`, `--vmax`, `--dpi`, …) is
+    drawn again in its place; one it does not list (a run killed outright) is taken as it is.
+    """
     if options.overwrite or not is_image(folder, item.name):  # a link there is no image: it gets replaced
+        return False
+    listed = manifest.records.get(item.name)
+    if listed is not None and listed.get("look") != item.record["look"]:
         return False
     with deferred_interrupt():
         manifest.add(item.record)
