@@ -82,6 +82,10 @@ def test_layer_and_model_views_lay_out_panels():
     (model,) = planned(ExportView.MODEL, layer="1:3")
     assert model.weights.shape == (2 * 4, 5, 5) and model.title == "tiny · encoder · layers 1,2 × heads 0–3"
     assert model.record["layers"] == [1, 2] and model.record["layer"] is None
+    # heads combined into one panel: the title names it, the panel does not say it again
+    shown = apply(model_result(), ViewSpec.build(layer="0", agg="mean"))
+    (task,) = plan(shown, "0000-x-abcdef", {"index": 0}, ExportView.LAYER, STYLE)
+    assert task.items[0].title.endswith("mean of all 4 heads") and task.layout.panel_titles == ()
 
 
 def test_record_fields_have_one_type():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -13,7 +14,7 @@ from PIL import Image
 from attnviz import extract
 from attnviz.errors import UsageError
 from attnviz.export.files import slug
-from attnviz.render.image import Layout, Sheet, Style, printable_label
+from attnviz.render.image import Layout, Sheet, Style, _elide, _scale_ticks, printable_label
 
 TOKENS = ("[CLS]", "i", "have", "a", "dream", "[SEP]")
 
@@ -144,6 +145,36 @@ def test_long_titles_and_notes_stay_inside_the_image(tmp_path):
     assert border.min() == 255
     # and the band just inside does hold ink: the title and caption reach close to the edges
     assert pixels[:, :40].min() < 128 and pixels[:, -80:].min() < 128
+
+
+def test_a_long_model_name_is_shortened_not_stretched_across_the_figure():
+    """The title may widen a small figure a little (Sheet.MIN_WIDTH); a longer one loses its start."""
+    layout = Layout(1, 1, TOKENS, TOKENS)
+    short = Sheet(layout, Style("png"))
+    path = "/data/" + "very-long-folder-name/" * 20 + "model"
+    long = Sheet(replace(layout, widest_title=f"{path} · encoder · layer 5 · head 3"), Style("png"))
+    assert long.size[0] <= max(short.size[0], Sheet.MIN_WIDTH + 2 * Sheet.PAD) + 1e-9
+    title = _elide(f"{path} · encoder · layer 5 · head 3", Sheet.TITLE_SIZE, long.title_room)
+    assert title.startswith("…") and title.endswith("model · encoder · layer 5 · head 3")
+
+
+def test_a_font_size_asked_for_grows_the_cells_and_a_thinning_note_names_its_cause():
+    layout = Layout(1, 1, TOKENS, TOKENS)
+    assert Sheet(layout, Style("png", fontsize=30)).m.step == 1  # every token keeps its label
+    long = tuple(f"w{i}" for i in range(131))
+    squeezed = Sheet(Layout(1, 1, long, long), Style("png", figsize=(8, 8)))
+    assert squeezed.m.step > 1 and "to fit the 8x8-inch figure" in squeezed.caption_lines[-1]
+    bounded = Sheet(Layout(1, 1, long * 20, long * 20), Style("png"))
+    assert bounded.m.step > 1 and "within 10000 pixels" in bounded.caption_lines[-1]
+
+
+@pytest.mark.parametrize("vmax", [1.0, 0.5, 0.987, 0.85, 0.0123, 3e-5])
+def test_the_colour_bar_labels_its_top(vmax):
+    """An auto scale ends at the largest weight: its top carries that number, and ticks never crowd it."""
+    ticks, labels = _scale_ticks(vmax)
+    assert ticks[0] == 0 and ticks[-1] == pytest.approx(vmax) and labels[-1] == f"{vmax:.3g}"
+    steps = np.diff(ticks)
+    assert steps.min() >= steps.max() / 2 - 1e-12
 
 
 @pytest.mark.parametrize("rows, cols, annotate", [(1, 1, "on"), (1, 1, "off"), (2, 2, "on")])

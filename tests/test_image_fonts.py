@@ -102,9 +102,12 @@ def test_characters_no_font_has_become_code_points_with_one_warning(tmp_path):
 
     assert missing_glyphs(("a\ue000", "\ue001")) == "\ue000\ue001"
     assert printable_label("a\ue000") == "aU+E000"
+    assert printable_label("\ue000\ue001b") == "U+E000 U+E001b"  # a run of them stays readable
     out = run("export", "a \ue000 b \ue001 c", "--model", "scratch", "--view", "layer", "--out", str(tmp_path))
     assert out.code == 0, out.stderr
     assert out.stderr.count("warning:") == 1 and "U+E000" in out.stderr, out.stderr
+    # the advice fits the machine: the fonts extra is only suggested where it is missing
+    assert ("pip install 'attnviz[fonts]'" in out.stderr) is not FONTS_INSTALLED, out.stderr
 
 
 def test_one_warning_per_run_over_many_sentences(tmp_path):

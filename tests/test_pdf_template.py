@@ -58,6 +58,8 @@ def test_template_pdfs_match_whole_drawings(view, spec, tmp_path: Path):
         assert (np.abs(a - b).max(axis=-1) > 60).mean() < 0.005
         words = _text(pdf, tmp_path / "t.pdf").split()
         assert item.title.split()[-1] in words and "dream" in words
+        # the text layer (copy, search, screen readers) is the drawing's: nothing hidden added
+        assert sorted(words) == sorted(_text(reference, tmp_path / "whole.pdf").split())
         if fast.m.annotate:
             assert f"{item.weights[0, 0, 0]:.2f}".removeprefix("0") in words
         fonts = subprocess.run(["pdffonts", str(tmp_path / "t.pdf")], capture_output=True, text=True).stdout

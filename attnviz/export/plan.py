@@ -156,7 +156,8 @@ def plan(result: AttentionResult, stem: str, base: dict[str, Any], view: ExportV
             ]
         elif view is ExportView.LAYER:
             cols = grid_columns(s.heads)
-            titles = tuple(s.head_label(hi) for hi in range(s.heads))
+            # one panel (heads combined): the image's title names it already
+            titles = tuple(s.head_label(hi) for hi in range(s.heads)) if s.heads > 1 else ()
             layout = Layout(
                 math.ceil(s.heads / cols),
                 cols,

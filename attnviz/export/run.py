@@ -491,14 +491,19 @@ def _complete(
 
 def _note_fonts(tasks: list[Task], reporter: Reporter, noted: set[str]) -> None:
     """One warning per run for characters no installed font draws (labels show them as U+XXXX)."""
-    from ..render.image import missing_glyphs
+    from ..render.image import fonts_extra_installed, missing_glyphs
 
     for task in tasks:
         missing = set(missing_glyphs(task.layout.query + task.layout.key)) - noted
         if missing and not noted:
             shown = " ".join(f"U+{ord(c):04X}" for c in sorted(missing)[:8])  # private-use ones print as nothing
+            advice = (
+                "attnviz's fonts cover CJK and Devanagari, not these"
+                if fonts_extra_installed()
+                else "install attnviz's fonts: pip install 'attnviz[fonts]'"
+            )
             reporter.note(
                 f"no installed font draws {shown}{' …' if len(missing) > 8 else ''}: labels show them as U+XXXX "
-                "(install attnviz's fonts: pip install 'attnviz[fonts]')"
+                f"({advice})"
             )
         noted.update(missing)

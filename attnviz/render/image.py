@@ -180,15 +180,24 @@ def _known_chars() -> frozenset[int]:
 
 
 def printable_label(token: str) -> str:
-    """The token with characters no installed font can draw written as U+XXXX (no empty boxes)."""
+    """The token with characters no installed font can draw written as U+XXXX (no empty boxes);
+    several in a row are set apart by spaces: 'U+1230 U+120B'."""
     known = _known_chars()
     out = []
+    escaped = False
     for ch in token:
         if ord(ch) in known or unicodedata.category(ch).startswith("Z"):
             out.append(ch)
+            escaped = False
         else:
-            out.append(f"U+{ord(ch):04X}")
+            out.append(f"{' ' if escaped else ''}U+{ord(ch):04X}")
+            escaped = True
     return "".join(out)
+
+
+def fonts_extra_installed() -> bool:
+    """Whether every font package of the `fonts` extra is installed."""
+    return all(importlib.util.find_spec(name) is not None for name in FONT_PACKAGES)
 
 
 def missing_glyphs(tokens: tuple[str, ...]) -> str:
@@ -252,8 +261,12 @@ def _default_cell(layout: Layout, style: Style) -> tuple[float, bool]:
     single = layout.panels == 1
     annotate = style.annotate == "on" or (style.annotate == "auto" and single and n <= ANNOTATE_MAX_TOKENS)
     if single:
-        return (0.42 if annotate else 0.26 if n <= 40 else 0.16), annotate
-    return (0.42 if annotate else 0.2 if n <= 16 else 0.12), annotate
+        cell = 0.42 if annotate else 0.26 if n <= 40 else 0.16
+    else:
+        cell = 0.42 if annotate else 0.2 if n <= 16 else 0.12
+    if style.fontsize:  # labels of the size asked for need a line each: the cells grow to give it (_metrics)
+        cell = max(cell, _text_inches("Ag", style.fontsize)[1] * 1.16)
+    return cell, annotate
 
 
 def _metrics(layout: Layout, style: Style, cell: float, annotate: bool) -> _Metrics:
@@ -309,10 +322,15 @@ def _wrap(text: str, size: float, room: float) -> list[str]:
 
 
 def _scale_ticks(vmax: float) -> tuple[list[float], list[str]]:
-    """Colourbar ticks from 0 to vmax, and their labels ('0', '0.25', '1', '3e-05')."""
+    """Colourbar ticks from 0 to vmax, and their labels ('0', '0.25', '1', '3e-05'). The top is always
+    labelled (an auto scale ends at the largest weight, 0.987, not at a round number): a round tick
+    closer to it than half a step gives way."""
     from matplotlib.ticker import MaxNLocator
 
     ticks = [float(t) for t in MaxNLocator(5).tick_values(0.0, vmax) if -1e-12 <= t <= vmax * (1 + 1e-9)]
+    if len(ticks) > 1 and abs(ticks[-1] - vmax) > vmax * 1e-9:
+        step = ticks[1] - ticks[0]
+        ticks = [t for t in ticks if vmax - t >= step / 2] + [vmax]
     return ticks, [f"{t:.3g}" for t in ticks]
 
 
@@ -352,7 +370,7 @@ class Sheet:
     CAPTION_SIZE = 8.0
     SCALE_SIZE = 8.0  # the colour bar's tick labels and its label
     PAD = 0.12  # inches at the figure edges
-    MIN_WIDTH = 5.0  # inches a caption may widen a small figure to, before it wraps
+    MIN_WIDTH = 5.0  # inches a title or caption may widen a small figure to, before it is shortened or wraps
 
     def __init__(self, layout: Layout, style: Style, spare: np.ndarray | None = None) -> None:
         """`spare`: a flat uint8 buffer this sheet may paint its PNG canvas in (a released sheet's), when
@@ -423,10 +441,11 @@ class Sheet:
             grid_w = layout.cols * nk * cell + gaps_w
             grid_h = layout.rows * nq * cell + gaps_h
             width = style.figsize[0] if style.figsize else left + grid_w + right
-            # the title (centred over the grid) and a caption may widen a figure, within the limit
+            # the title (centred over the grid) and a caption may widen a small figure up to MIN_WIDTH;
+            # a longer title is shortened with '…' (render), so a long model path never stretches the image
             if not style.figsize:
-                title_w = 1.05 * _text_inches(self._widest_title(), self.TITLE_SIZE)[0] + 2 * self.PAD
-                width = min(max(width, title_w), limit)
+                title_w = min(1.05 * _text_inches(self._widest_title(), self.TITLE_SIZE)[0], self.MIN_WIDTH)
+                width = min(max(width, title_w + 2 * self.PAD), limit)
             caption = self._caption(m)
             if caption and not style.figsize:
                 wide = max(_text_inches(line, self.CAPTION_SIZE)[0] for line in caption.splitlines())
@@ -532,7 +551,11 @@ class Sheet:
         lines = [self.layout.caption] if self.layout.caption else []
         if m.step > 1:
             nth = {2: "2nd", 3: "3rd"}.get(m.step, f"{m.step}th")
-            lines.append(f"every {nth} token labelled, to keep the image within {self.style.max_pixels} pixels")
+            if self.style.figsize:
+                w, h = self.style.figsize
+                lines.append(f"every {nth} token labelled, to fit the {w:g}x{h:g}-inch figure")
+            else:
+                lines.append(f"every {nth} token labelled, to keep the image within {self.style.max_pixels} pixels")
         return "\n".join(lines)
 
     def _widest_title(self) -> str:
@@ -845,7 +868,7 @@ class Sheet:
         return self._pdf.fill(cells, values, inks, title)
 
     def _pdf_template(self, weights: np.ndarray) -> PdfTemplate | None:
-        from .pdf_template import CHARSET, TITLE_INK, VALUE_INK, PdfTemplate
+        from .pdf_template import CHARSET, SPARE_INK, TITLE_INK, VALUE_INK, PdfTemplate
 
         panels, nq, nk = weights.shape
         title = _elide(self._widest_title(), self.TITLE_SIZE, self.title_room)
@@ -860,8 +883,8 @@ class Sheet:
                 text.set_text(".00")
                 text.set_color(VALUE_INK)
         self.title.set_color(TITLE_INK)
-        # an invisible line with every character an image may need puts them all in the font subset
-        spare = self._figure().text(0, 0, "".join(sorted(chars)), alpha=0.0, fontsize=1)
+        # a line with every character an image may need puts them all in the font subset (cut from each page)
+        spare = self._figure().text(0, 0, "".join(sorted(chars)), color=SPARE_INK, fontsize=1)
         try:
             pdf = self._save_vector()
         finally:

@@ -5,7 +5,8 @@ them with their colours, and the title. matplotlib draws the template with marke
 value texts and the title; here the page's content stream is split at those texts, and each image
 gets new text operators, new cell images and a new cross-reference table. Fonts (Type 42, subset),
 labels, colourbar and everything else are the template's bytes. The template's font subset holds
-every digit and the widest title's characters, so any value and any title of the sheet can be set.
+every digit and the widest title's characters (a line of them, drawn in the template and cut from
+each image), so any value and any title of the sheet can be set.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 VALUE_INK = "#010203"  # marker colours of the value texts and the title in the template
 TITLE_INK = "#030201"
+SPARE_INK = "#020301"  # a line of every character images may need: in the font subset, cut from the page
 CHARSET = "0123456789.,:-"  # characters every image may need beyond the template's own texts
 
 _SEGMENT = re.compile(rb"(/F\d+) (\S+) Tf\n(?:\S+ \S+ Td\n)?\s*\[(.*?)\]\s*TJ", re.S)  # a font switch, its glyphs
@@ -84,6 +86,7 @@ class PdfTemplate:
         self.content = zlib.decompress(content) if b"/FlateDecode" in self.bodies[self.content_id] else content
         self.values = self._texts(VALUE_INK, values)
         self.title = self._texts(TITLE_INK, 1)[0]
+        self.spare = self._texts(SPARE_INK, 1)[0]
         self.placeholder_width = width(placeholder, self._size(self.values[0].font)) if self.values else 0.0
         self.title_centre = self.title.x + width(title, self._size(self.title.font)) / 2
         self.glyphs = self._title_glyphs(title, self.content[self.title.start : self.title.end])
@@ -159,14 +162,17 @@ class PdfTemplate:
     def fill(self, cells: Sequence[np.ndarray], values: Sequence[str], inks: Sequence[bool], title: str) -> bytes:
         """The PDF of one image: cells (q, k, 3) uint8 per panel, value texts with white (True) or
         black ink, and the title."""
-        parts, at = [], 0
+        edits = [(self.title.start, self.title.end, self._title_chunks(title))]
+        edits.append((self.spare.start, self.spare.end, b""))  # no text layer for what no one sees
         for text, value, white in zip(self.values, values, inks):
             size = self._size(text.font)
             x = text.x + (self.placeholder_width - self.width(value, size)) / 2  # centred in its cell
-            parts += [self.content[at : text.start], self._chunk(x, text.y, text.font, value, white)]
-            at = text.end
-        parts += [self.content[at : self.title.start], self._title_chunks(title)]
-        parts.append(self.content[self.title.end :])
+            edits.append((text.start, text.end, self._chunk(x, text.y, text.font, value, white)))
+        parts, at = [], 0
+        for start, end, data in sorted(edits):
+            parts += [self.content[at:start], data]
+            at = end
+        parts.append(self.content[at:])
         bodies = dict(self.bodies)
         bodies[self.content_id] = self._stream_object(
             self.content_id, b"", zlib.compress(b"".join(parts), 6), flate=True
