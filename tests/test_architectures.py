@@ -330,6 +330,29 @@ def test_roberta_positions_after_the_pad_id_limit_inputs_before_the_forward_pass
     assert len(cut.json()["stacks"][0]["query"]["tokens"]) == 512
 
 
+def test_a_decoder_with_fewer_positions_than_its_encoder_limits_the_target(zoo):
+    """LED reads 16,384 tokens but its decoder 1,024: the target (by default the text itself) must fit the
+    decoder, behind its start token, and --truncate cuts it there, before the forward pass."""
+    folder = zoo("led", max_encoder_position_embeddings=256, max_decoder_position_embeddings=32, model_max_length=10**30)
+    backend = cached(str(folder), CPU)
+    assert (backend.max_positions, backend.max_target_positions) == (256, 32)
+    text = _text_of(backend.tokenizer, 40)
+    run_batch(backend, [Inputs("hi")])  # LED is tapped: its first run probes the model first
+    forwards: list[int] = []
+    backend.model.register_forward_pre_hook(lambda module, args: forwards.append(1))
+    with pytest.raises(InputError, match="target is 40 tokens long; the model takes at most 31"):
+        run_batch(backend, [Inputs(text)])
+    assert forwards == []
+    (fits,) = run_batch(backend, [Inputs(text, target="I have a dream")])
+    assert len(fits.stack("encoder").query) == 40 and forwards == [1]
+    cli = ("--model", str(folder), "--device", "cpu", "--format", "json", "--head", "0")
+    assert run("show", text, *cli).code == 1
+    cut = run("show", text, *cli, "--truncate")
+    assert cut.code == 0, cut.stderr
+    lengths = {s["name"]: (len(s["query"]["tokens"]), len(s["key"]["tokens"])) for s in cut.json()["stacks"]}
+    assert lengths == {"encoder": (40, 40), "decoder": (32, 32), "cross": (32, 40)}
+
+
 def test_the_tokenizers_own_limit_counts_when_it_is_the_smaller(zoo):
     backend = cached(str(zoo("bert", model_max_length=16)), CPU)
     assert backend.max_positions == 16

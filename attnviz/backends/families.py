@@ -52,6 +52,7 @@ class Family:
     sink: bool = False
     offset: bool = False
     positions: str | None = None  # the config field holding the input's position limit, if not the usual
+    target_positions: str | None = None  # the decoder's own limit, where it has one (LED: 1,024 vs 16,384)
     load: dict[str, Any] = field(default_factory=dict)
     encoder: bool = False
 
@@ -92,6 +93,7 @@ FAMILIES: dict[str, Family] = {
         why="Longformer's sliding window in the encoder; run without global tokens",
         band=("encoder",),
         positions="max_encoder_position_embeddings",
+        target_positions="max_decoder_position_embeddings",
     ),
     "longt5": Family(
         why="block-local encoder attention, returned per block",
@@ -197,6 +199,15 @@ def max_positions(config: Any, tokenizer: Any) -> int | None:
     if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < HUGE:
         limits.append(tokenizer_limit)
     return min(limits) if limits else None
+
+
+def max_target_positions(config: Any, tokenizer: Any) -> int | None:
+    """The most tokens the decoder of an encoder-decoder reads (its start token included), where it has a
+    limit of its own; else the input's (max_positions)."""
+    value = getattr(config, family(config).target_positions or "", None)
+    if isinstance(value, int) and value > 0:
+        return value
+    return max_positions(config, tokenizer)
 
 
 def to_weights(config: Any, stack: str, layer: Tensor) -> Tensor:

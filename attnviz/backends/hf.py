@@ -223,6 +223,7 @@ class HFBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         self.tokenizer.padding_side = "right"
         self.max_positions = _max_positions(config, self.tokenizer)
+        self.max_target_positions = families.max_target_positions(config, self.tokenizer)
         self.spec = spec
         self.precision = Dtype(options.dtype).value
         self.sites = attention_sites(self.model, self.family)
@@ -293,7 +294,9 @@ class HFBackend:
         """The tokenizer's batch; `room`: positions kept free for tokens generated after the text."""
         kwargs: dict[str, Any] = dict(padding=True, return_tensors="pt", return_special_tokens_mask=True)
         # the decoder reads the target behind one start token, so the target gets one position less
-        limit = self.max_positions - 1 if target and self.max_positions else self.max_positions
+        limit = self.max_positions
+        if target:
+            limit = self.max_target_positions - 1 if self.max_target_positions else None
         if limit and room:
             limit -= room
         if truncate and limit:
