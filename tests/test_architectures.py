@@ -333,7 +333,8 @@ def test_roberta_positions_after_the_pad_id_limit_inputs_before_the_forward_pass
 def test_a_decoder_with_fewer_positions_than_its_encoder_limits_the_target(zoo):
     """LED reads 16,384 tokens but its decoder 1,024: the target (by default the text itself) must fit the
     decoder, behind its start token, and --truncate cuts it there, before the forward pass."""
-    folder = zoo("led", max_encoder_position_embeddings=256, max_decoder_position_embeddings=32, model_max_length=10**30)
+    positions = dict(max_encoder_position_embeddings=256, max_decoder_position_embeddings=32)
+    folder = zoo("led", model_max_length=10**30, **positions)
     backend = cached(str(folder), CPU)
     assert (backend.max_positions, backend.max_target_positions) == (256, 32)
     text = _text_of(backend.tokenizer, 40)
