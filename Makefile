@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install $(PIP_FLAGS) -e '.[dev]'
+	$(PIP) install $(PIP_FLAGS) -e '.[dev,big]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -42,6 +42,7 @@ class Fix(Enum):
     BIGGER_FIGURE = "bigger-figure"
     LONG_LINE = "long-line"  # details: limit (bytes)
     BIGGER_MODEL = "bigger-model"  # details: what ("parameters" or "layers")
+    SMALLER_WEIGHTS = "smaller-weights"  # float32 weights too big for memory: 16 bits, or spread over devices
     MORE_PIXELS = "more-pixels"
 
 

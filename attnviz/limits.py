@@ -54,11 +54,22 @@ def bytes_text(n: float) -> str:
     return f"{n:.0f} {units[i]}" if i == 0 or n >= 100 or n == int(n) else f"{n:.1f} {units[i]}"
 
 
-def check_size(name: str, params: int, layers: int, limits: Limits) -> None:
+def check_size(
+    name: str,
+    params: int,
+    layers: int,
+    limits: Limits,
+    bytes_per_param: int = 4,
+    device_memory: int = 0,
+    can_shrink: bool = False,
+) -> None:
     """ModelError when a model would be bigger than the limits allow, before it is built.
 
-    Without a parameter limit, the model's float32 weights must fit in this machine's
-    memory: beyond that the kernel kills the process, with no message at all.
+    Without a parameter limit, the model's weights (`bytes_per_param` each: 4 in float32, 2 in
+    float16/bfloat16) must fit in this machine's memory, plus `device_memory` (the GPUs' own, for a
+    model spread over them with --device-map): beyond that the kernel kills the process with no
+    message at all, or accelerate pages weights through the disk. `can_shrink`: the model could run
+    in 16 bits or spread (a transformers model), which the remedy then names.
     """
     if layers > limits.max_layers:
         raise ModelError(
@@ -70,16 +81,20 @@ def check_size(name: str, params: int, layers: int, limits: Limits) -> None:
     limit, memory = limits.max_params, None
     if limit is None:
         memory = memory_bytes()
-        limit = None if memory is None else memory // 4  # float32 weights
+        if memory is not None:
+            memory += device_memory
+            limit = memory // bytes_per_param
     if limit is not None and params > limit:
-        beyond = (
-            f"more than this machine's {bytes_text(memory)} of memory holds"
-            if memory is not None
-            else f"more than the limit of {limit:,}"
-        )
+        if memory is None:
+            beyond = f"more than the limit of {limit:,}"
+        elif device_memory:
+            beyond = f"more than this machine's GPUs and memory hold together ({bytes_text(memory)})"
+        else:
+            beyond = f"more than this machine's {bytes_text(memory)} of memory holds"
+        precision = "float32" if bytes_per_param == 4 else "16-bit floats"
         raise ModelError(
-            f"{name} has about {params:,} parameters ({bytes_text(params * 4)} as float32), {beyond}",
+            f"{name} has about {params:,} parameters ({bytes_text(params * bytes_per_param)} as {precision}), {beyond}",
             hint="use a smaller model, or allow more parameters if it fits",
-            fix=Fix.BIGGER_MODEL,
+            fix=Fix.SMALLER_WEIGHTS if can_shrink and memory is not None and bytes_per_param == 4 else Fix.BIGGER_MODEL,
             what="params",
         )

