@@ -30,7 +30,8 @@ import numpy as np
 
 from .errors import SavedFileError
 from .inputs import stdin_bytes
-from .result import SCHEMA, SCHEMA_V1, AttentionResult, MapKind, Origin, Stack
+from .result import SCHEMA, SCHEMA_V1, AttentionResult, MapKind, Origin, Stack, Tokens
+from .tokentext import GENERATED_MARK
 
 CSV_COLUMNS = ("index", "line", "stack", "layer", "head", "query_index", "query", "key_index", "key", "weight")
 NPZ_MAGIC = b"PK\x03\x04"
@@ -169,6 +170,11 @@ def _float32_texts(row: np.ndarray) -> list[str]:
     return next(float32_json(row)).decode("ascii")[1:-1].split(",")
 
 
+def _csv_texts(tokens: Tokens) -> list[str]:
+    """Token texts as the model has them, a generated one marked as every view marks it ('dream⁺')."""
+    return [t + GENERATED_MARK if tokens.is_generated(i) else t for i, t in enumerate(tokens.texts)]
+
+
 def csv_chunks(results: Iterable[AttentionResult], header: bool = True) -> Iterator[str]:
     """A header, then one row per (input, stack, layer, head, query, key) with token texts and weight;
     one piece of text per map. The header waits for the first result: a view that fails on it
@@ -180,8 +186,8 @@ def csv_chunks(results: Iterable[AttentionResult], header: bool = True) -> Itera
             pending = False
         line = "" if result.line is None else result.line
         for s in result.stacks:
-            keys = [f"{ki},{_cell(key)}" for ki, key in enumerate(s.key.texts)]
-            queries = [f"{qi},{_cell(query)}" for qi, query in enumerate(s.query.texts)]
+            keys = [f"{ki},{_cell(key)}" for ki, key in enumerate(_csv_texts(s.key))]
+            queries = [f"{qi},{_cell(query)}" for qi, query in enumerate(_csv_texts(s.query))]
             for li, layer in enumerate(s.layer_axis):
                 for hi, head in enumerate(s.head_axis):
                     where = (

@@ -407,3 +407,10 @@ def test_refusal_needs_no_weights_and_is_a_model_error_in_python(zoo, tmp_path):
     assert json.loads((only_config / "config.json").read_text())["model_type"] == "funnel"
     with pytest.raises(ModelError, match="pools its sequence between blocks"):  # not "no weights found"
         extract("I have a dream", model=str(only_config), device="cpu")
+    # RWKV returns something it calls attentions: its recurrent state, which no view could read
+    import transformers as tf
+
+    rwkv = tmp_path / "rwkv"
+    tf.RwkvConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1).save_pretrained(rwkv)
+    done = run("show", "I have a dream", "--model", str(rwkv))
+    assert done.code == 1 and done.stderr.startswith("error: ") and "RWKV is a recurrent network" in done.stderr

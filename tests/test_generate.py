@@ -7,6 +7,8 @@ ids, the generated tokens are marked in the data (and survive JSON and npz) and 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -198,6 +200,12 @@ def test_show_marks_generated_tokens_in_the_table_and_in_json(tiny_model):
     (stack,) = words.json()["stacks"]
     assert len(stack["query"]["generated"]) == len(stack["query"]["tokens"])
     assert stack["query"]["generated"][-1] is True
+    # csv, for spreadsheets, marks them in the token columns as the views do
+    sheet = run("show", PROMPT, "--model", folder, "--generate", str(N), "--layer", "0", "--head", "0", "-f", "csv")
+    rows = list(csv.DictReader(io.StringIO(sheet.stdout)))
+    raw = tokenizer.convert_ids_to_tokens(full)
+    keys = {int(r["key_index"]): r["key"] for r in rows}
+    assert [keys[i] for i in range(len(full))] == raw[: len(prompt)] + [t + GENERATED_MARK for t in raw[len(prompt) :]]
 
 
 @pytest.mark.parametrize("fmt", ["json", "jsonl", "npz"])

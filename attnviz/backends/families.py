@@ -117,6 +117,10 @@ FAMILIES: dict[str, Family] = {
     "canine": Family(
         refuse="CANINE downsamples characters between its layers: its layers do not share one token-by-token map"
     ),
+    "rwkv": Family(
+        refuse="RWKV is a recurrent network: what it calls attention is a running state, not weights over "
+        "tokens, so it gives no attention weights"
+    ),
     # approximations that give no token-by-token weights
     "mra": Family(refuse="MRA approximates attention block by block and gives no attention weights"),
     "yoso": Family(refuse="YOSO approximates attention by hashing and gives no attention weights"),
