@@ -27,6 +27,7 @@ from .options import (
     DtypeOpt,
     FigSize,
     FontSize,
+    Generate,
     Head,
     HideSpecial,
     Jobs,
@@ -131,6 +132,7 @@ def export(
     tokens: TokenWindowOpt = None,
     pair: Pair = None,
     target: Target = None,
+    generate: Generate = None,
     device: DeviceOpt = Device.AUTO,
     dtype: DtypeOpt = Dtype.FLOAT32,
     device_map: DeviceMapOpt = None,
@@ -185,10 +187,13 @@ def export(
         dtype=dtype,
         device_map=device_map,
         trust_remote_code=trust_remote_code,
+        causal_lm=generate is not None,
         max_params=max_params,
         max_layers=max_layers,
     )
-    outcomes = from_model(load, batch_size=batch_size, truncate=truncate, pair=pair, target=target)
+    outcomes = from_model(
+        load, batch_size=batch_size, truncate=truncate, pair=pair, target=target, generate=generate or 0
+    )
     if style is None:
         export_pages(sentences, outcomes, out, spec, manifest=manifest)
         return
@@ -202,7 +207,7 @@ def export(
         manifest=manifest,
         overwrite=overwrite,
         jobs=jobs,
-        source=_source(model, dtype, trust_remote_code, truncate, pair, target),
+        source=_source(model, dtype, trust_remote_code, truncate, pair, target, str(generate or 0)),
         max_total_pixels=max_total_pixels,
     )
 

@@ -95,11 +95,11 @@ def record(stack: Stack, layers: Sequence[Origin], heads: Sequence[Origin]) -> d
 def content_key(result: AttentionResult) -> str:
     """What makes a viewed result's maps what they are, beyond its texts, for file names.
 
-    The model, a scratch source text, and per stack what views did to the numbers:
+    The model, a scratch source text, a generated continuation, and per stack what views did to the numbers:
     its kind, whether tokens were changed, its notes, and its combined layers/heads.
     Which single layer or head an image shows is in the name already.
     """
-    parts: list[object] = [result.model, result.inputs.get("source")]
+    parts: list[object] = [result.model, result.inputs.get("source"), result.continuation]
     for s in result.stacks:
         combined = [(o.combine.value, o.ids) for o in (*s.layer_axis, *s.head_axis) if o.combine is not None]
         parts.append([s.name, s.kind.value, s.token_view, list(s.notes), combined])

@@ -20,7 +20,7 @@ import queue
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -130,10 +130,12 @@ def from_model(
     truncate: bool = False,
     pair: str | None = None,
     target: str | None = None,
+    generate: int = 0,
 ) -> Callable[[list[Sentence]], Iterator[Outcome]]:
     """Results of running sentences through the model `load` gives, batch by batch.
 
-    `pair` / `target` go with every sentence that has no second column of its own.
+    `pair` / `target` go with every sentence that has no second column of its own; a decoder
+    first continues each sentence by `generate` tokens.
     """
 
     def outcomes(sentences: list[Sentence]) -> Iterator[Outcome]:
@@ -141,10 +143,10 @@ def from_model(
 
         backend = load()
         family = backend.info.family
-        check_fits(backend, [Inputs("flags", pair=pair, target=target)])  # before any drawing
+        check_fits(backend, [Inputs("flags", pair=pair, target=target, generate=generate)])  # before any drawing
         for start in range(0, len(sentences), batch_size):
             chunk = sentences[start : start + batch_size]
-            batch = to_inputs(chunk, family, pair=pair, target=target)
+            batch = [replace(x, generate=generate) for x in to_inputs(chunk, family, pair=pair, target=target)]
             for sentence, inputs, result in zip(chunk, batch, _run(backend, batch, truncate)):
                 yield sentence, inputs, result if isinstance(result, AttnvizError) else sentence.tag(result)
 
