@@ -26,6 +26,15 @@ import os
 import sys
 from typing import Any
 
+
+def cores() -> int:
+    """The cores this process may run on (a container's or taskset's share, not the whole machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity on macOS and Windows
+        return os.cpu_count() or 1
+
+
 SMALL_MODEL = 100_000_000  # parameters: MiniLM has 23 M, BERT-base 110 M
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 

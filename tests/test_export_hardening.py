@@ -225,14 +225,41 @@ def test_manifest_lines_outside_the_folder_are_dropped_on_load(tmp_path):
     (out / "linked.png").symlink_to(elsewhere / "x.png")
     (out / "kept.png").write_bytes(_png())
     bad = ["../up.png", "/etc/passwd", str(elsewhere / "x.png"), "sub/x.png", "linked.png", ".", "", "..", 42, None]
-    lines = [json.dumps({"file": f, "path": "/etc/passwd"}) for f in bad]
-    lines.append(json.dumps({"file": "kept.png", "path": "/etc/passwd"}))
+    ours = {"index": 0, "view": "head"}  # the fields every line attnviz writes has
+    lines = [json.dumps({**ours, "file": f, "path": "/etc/passwd"}) for f in bad]
+    lines.append(json.dumps({**ours, "file": "kept.png", "path": "/etc/passwd"}))
     (out / MANIFEST).write_text("\n".join(lines) + "\n")
     manifest = Manifest(out)
     manifest.close()
     assert list(manifest.records) == ["kept.png"]
     assert manifest.records["kept.png"]["path"] == str(out / "kept.png")  # a line's own path is not trusted
     assert [json.loads(line)["file"] for line in (out / MANIFEST).read_text().splitlines()] == ["kept.png"]
+
+
+def test_a_manifest_another_program_wrote_is_refused_not_rewritten(tmp_path):
+    """A data set's own manifest.jsonl in --out: one error line, and the file is left as it was."""
+    out = tmp_path / "dataset"
+    out.mkdir()
+    theirs = '{"audio": "a.wav", "label": 1}\n'
+    (out / MANIFEST).write_text(theirs)
+    done = run("export", "hi", "--out", str(out), "--layer", "0", "--head", "0")
+    assert done.code == 1 and done.stderr.startswith(f"error: {out / MANIFEST} line 1 is not a line attnviz"), (
+        done.stderr
+    )
+    assert (out / MANIFEST).read_text() == theirs and not list(out.glob("*.png"))
+    # a line torn by a run killed mid-write is no other program's: it is dropped
+    fresh = tmp_path / "fresh"
+    assert run("export", "hi", "--out", str(fresh), "--layer", "0", "--head", "0").code == 0
+    with open(fresh / MANIFEST, "a") as f:
+        f.write('{"index": 0, "view": "he')
+    again = run("export", "hi", "--out", str(fresh), "--layer", "0", "--head", "0:2")
+    assert again.code == 0, again.stderr
+    assert [json.loads(line)["head"] for line in (fresh / MANIFEST).read_text().splitlines()] == [0, 1]
+    # a folder in its place
+    folder = tmp_path / "odd"
+    (folder / MANIFEST).mkdir(parents=True)
+    odd = run("export", "hi", "--out", str(folder), "--layer", "0", "--head", "0")
+    assert odd.code == 1 and odd.stderr.startswith(f"error: {folder / MANIFEST} is a folder, not a manifest")
 
 
 def test_a_manifest_replaced_by_a_link_is_neither_read_nor_written_through(tmp_path):
@@ -318,3 +345,27 @@ def test_the_manifest_escapes_line_separators_and_reads_old_raw_ones(tmp_path):
     assert "\u2028" in (out / MANIFEST).read_text()
     again = run("export", text, "--out", str(out), "--device", "cpu", "--jobs", "1", "--layer", "5")
     assert again.code == 0 and "0 images written" in again.stderr and "12 already complete" in again.stderr
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_sentence_too_big_to_draw_is_skipped_with_its_line_and_the_rest_exported(tmp_path, jobs):
+    """One line of 302 tokens cannot be drawn within --max-pixels 250: that line fails, named; the
+    others are drawn, whether in this process or in the drawing processes."""
+    source = tmp_path / "in.txt"
+    source.write_text("hi there\n" + " ".join(["word"] * 300) + "\nso do I\n")
+    out = tmp_path / "out"
+    cmd = ("export", "--input", str(source), "--out", str(out), "--layer", "0", "--head", "0", "--max-pixels", "250")
+    done = run(*cmd, "--jobs", jobs)
+    assert done.code == 1, done.stderr
+    assert "error: line 2: 302x302 tokens do not fit 250 pixels a side" in done.stderr
+    assert "1 of 3 sentences failed" in done.stderr
+    assert sorted(json.loads(line)["line"] for line in (out / MANIFEST).read_text().splitlines()) == [1, 3]
+
+
+def test_a_very_long_word_is_labelled_short_and_drawn_small(tmp_path):
+    """A 5,000-letter word is one token: its label ends in '…' instead of stretching the image."""
+    out = tmp_path / "out"
+    done = run("export", "a" * 5000, "--out", str(out), "--layer", "0", "--head", "0", "--jobs", "1")
+    assert done.code == 0, done.stderr
+    (png,) = out.glob("*.png")
+    assert max(Image.open(png).size) < 600

@@ -16,6 +16,7 @@ from attnviz.spec import Combine, ExportView, ViewSpec
 from attnviz.views import apply
 
 STYLE = Style("png")
+OURS = {"index": 0, "view": "head"}  # fields every manifest line attnviz writes has
 
 
 def model_result(layers: int = 3, heads: int = 4, n: int = 5) -> AttentionResult:
@@ -118,11 +119,11 @@ def test_manifest_appends_whole_lines_and_drops_lines_of_missing_images(tmp_path
     prepare_folder(tmp_path)
     write_atomic(tmp_path / "a.png", b"png")
     m = Manifest(tmp_path)
-    m.add({"file": "a.png", "layer": 1})
+    m.add({**OURS, "file": "a.png", "layer": 1})
     lines = (tmp_path / MANIFEST).read_text().splitlines()
-    assert json.loads(lines[0]) == {"file": "a.png", "layer": 1, "path": str(tmp_path / "a.png")}
+    assert json.loads(lines[0]) == {**OURS, "file": "a.png", "layer": 1, "path": str(tmp_path / "a.png")}
     with open(tmp_path / MANIFEST, "a") as f:  # a stale line and a torn last line
-        f.write(json.dumps({"file": "gone.png"}) + "\n" + '{"file": "a.p')
+        f.write(json.dumps({**OURS, "file": "gone.png"}) + "\n" + '{"file": "a.p')
     Manifest(tmp_path).close()
     assert [json.loads(x)["file"] for x in (tmp_path / MANIFEST).read_text().splitlines()] == ["a.png"]
 
@@ -130,8 +131,8 @@ def test_manifest_appends_whole_lines_and_drops_lines_of_missing_images(tmp_path
 def test_manifest_replaces_a_changed_record_once_at_close(tmp_path):
     write_atomic(tmp_path / "a.png", b"png")
     m = Manifest(tmp_path)
-    m.add({"file": "a.png", "layer": 1})
-    m.add({"file": "a.png", "layer": 2})
+    m.add({**OURS, "file": "a.png", "layer": 1})
+    m.add({**OURS, "file": "a.png", "layer": 2})
     m.close()
     (line,) = (tmp_path / MANIFEST).read_text().splitlines()
     assert json.loads(line)["layer"] == 2

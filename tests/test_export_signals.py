@@ -146,6 +146,32 @@ def test_progress_and_manifest_advance_one_image_at_a_time(tmp_path):
     check_consistent(out)
 
 
+@pytest.mark.parametrize("after, pooled", [(1e9, False), (0.0, True)])
+def test_the_default_starts_drawing_processes_only_when_the_work_left_pays_for_them(
+    tmp_path, monkeypatch, after, pooled
+):
+    """--jobs 0 draws here first; once the images left would take longer than POOL_AFTER_SECONDS at
+    this process's pace, the drawing processes start and take the rest. Either way every image lands."""
+    from attnviz import extract
+    from attnviz.export import run as export_run
+    from attnviz.render.image import Style
+
+    started: list[int] = []
+    real = export_run._Drawing._start_pool
+
+    def start_pool(self) -> None:
+        started.append(self.drawn_here)
+        real(self)
+
+    monkeypatch.setattr(export_run, "POOL_AFTER_SECONDS", after)
+    monkeypatch.setattr(export_run._Drawing, "_start_pool", start_pool)
+    found, outcomes = export_run.from_results([extract(DREAM, device="cpu")])
+    out = tmp_path / "out"
+    summary = export_run.export(found, outcomes, out, export_run.ExportOptions(style=Style(), jobs=0))
+    assert summary.written == PER_SENTENCE and len(check_consistent(out)) == PER_SENTENCE
+    assert started == ([export_run.POOL_SAMPLE] if pooled else [])
+
+
 def test_a_closed_pipe_stops_the_export_quietly_with_the_manifest_matching_the_disk(tmp_path):
     """`attnviz export ... --manifest - | head -3`: no traceback, drawing stops, nothing unlisted."""
     out = tmp_path / "out"
@@ -460,6 +486,21 @@ def test_an_export_with_stdout_closed_stops_quietly(tmp_path):
     )
     assert proc.returncode == 0 and proc.stderr == b"", proc.stderr.decode()
     assert 1 <= len(check_consistent(out)) < 3 * PER_SENTENCE
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_an_export_whose_stdout_cannot_be_written_ends_with_one_error_and_no_process_left(tmp_path):
+    """`--manifest - > /dev/full` (a full disk): exit 1 at once with one line, never a hang waiting for
+    images whose listing failed; the manifest lists exactly the images on disk."""
+    out = tmp_path / "out"
+    with open("/dev/full", "wb") as full:
+        proc = start(out, sentences(tmp_path, 3), "--manifest", "-", "--jobs", "2", stdout=full)
+        _, err = proc.communicate(timeout=60)
+    lines = err.decode().splitlines()
+    assert proc.returncode == 1 and lines == [lines[0]], lines
+    assert lines[0].startswith("error: cannot write to standard output") and "No space left" in lines[0]
+    check_consistent(out)
+    assert marked(proc) == []
 
 
 # ---------------------------------------------------------------- the same rules for a program using the library

@@ -196,7 +196,7 @@ def test_a_weights_file_naming_layer_1000000_allocates_nothing(tmp_path):
 
 
 def test_jobs_are_capped_at_the_cores_and_it_says_so(tmp_path):
-    from attnviz.cli.options import cores
+    from attnviz.threads import cores
 
     n = cores()
     out = run("export", "I have a dream", "--out", str(tmp_path), "--layer", "0", "--head", "0", "--jobs", "512")

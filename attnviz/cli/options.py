@@ -7,7 +7,6 @@ names: hints.py words the core's remedies as flags.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
@@ -19,6 +18,7 @@ from ..backends.types import MAX_GENERATE, Device, DeviceMap, Dtype
 from ..errors import InputError, UsageError
 from ..limits import MAX_LAYERS, MAX_LINE_BYTES
 from ..spec import Agg, Annotate, ExportView, ImageFormat, Indices, StackName, TokenWindow, ViewSpec, parse_head
+from ..threads import cores
 from .help import IMAGE_PANEL, INPUT_PANEL, MODEL_PANEL, OUTPUT_PANEL, SCRATCH_PANEL, SELECT_PANEL, VIEW_PANEL
 
 if TYPE_CHECKING:
@@ -172,7 +172,8 @@ MaxLayers = Annotated[
     ),
 ]
 BatchSize = Annotated[
-    int, typer.Option(min=1, metavar="N", help="Sentences per forward pass.", rich_help_panel=MODEL_PANEL)
+    int,
+    typer.Option(min=1, max=65536, metavar="N", help="Sentences per forward pass.", rich_help_panel=MODEL_PANEL),
 ]
 Threads = Annotated[
     int | None,
@@ -421,14 +422,6 @@ Overwrite = Annotated[
 ]
 
 
-def cores() -> int:
-    """The cores this process may run on (a container's or taskset's share, not the whole machine's)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # no affinity on macOS and Windows
-        return os.cpu_count() or 1
-
-
 def _cap_jobs(value: int) -> int:
     """More drawing processes than cores only fight over them: use the cores, and say so."""
     n = cores()
@@ -444,7 +437,8 @@ Jobs = Annotated[
         min=0,
         metavar="N",
         callback=_cap_jobs,
-        help="Drawing processes: 0 = one per core, 1 = no extra process; at most one per core.",
+        help="Drawing processes: 0 = one per core once the images left would take seconds here (small runs "
+        "draw in this process), N = that many from the start, 1 = no extra process; at most one per core.",
         rich_help_panel=IMAGE_PANEL,
     ),
 ]
@@ -627,5 +621,8 @@ def write_stdout(data: str) -> None:
 
 
 def say(kind: str, text: str) -> None:
-    """One line of talk on stderr: 'warning: …', 'error: …'."""
-    sys.stderr.write(f"{kind}: {text}\n")
+    """One line of talk on stderr: 'warning: …', 'error: …'; control characters (a file name's ESC)
+    shown as pictures, so a message never drives the terminal."""
+    from ..tokentext import printable
+
+    sys.stderr.write(f"{kind}: {printable(text)}\n")

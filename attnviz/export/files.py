@@ -153,10 +153,25 @@ def _read_manifest(path: Path) -> str:
         if exc.errno in (errno.ENOENT, errno.ELOOP):
             return ""
         raise OutputError(f"cannot read {path}: {exc.strerror}") from None
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISDIR(mode):
+        os.close(fd)
+        raise OutputError(f"{path} is a folder, not a manifest", hint="choose another output folder")
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        if not stat.S_ISREG(mode):
             return ""
         return f.read().decode("utf-8", errors="replace")
+
+
+def _record(line: str) -> dict[str, Any] | None:
+    """A manifest line as attnviz export writes it (a JSON object naming its file, index and view), else None."""
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(record, dict) and {"file", "index", "view"} <= record.keys():
+        return record
+    return None
 
 
 class Manifest:
@@ -174,11 +189,18 @@ class Manifest:
         self.records: dict[str, dict[str, Any]] = {}
         self.replaced = False
         try:
-            for line in _read_manifest(self.path).split("\n"):  # "\n" only: text may hold U+2028
-                with contextlib.suppress(ValueError):
-                    record = json.loads(line)
-                    if isinstance(record, dict) and is_image(folder, record.get("file")):
-                        self.records[record["file"]] = {**record, "path": str(folder / record["file"])}
+            *lines, torn = _read_manifest(self.path).split("\n")  # "\n" only: text may hold U+2028
+            for number, line in enumerate(lines, 1):
+                record = _record(line)
+                if record is None:
+                    raise OutputError(
+                        f"{self.path} line {number} is not a line attnviz export wrote: not rewriting another "
+                        "program's file",
+                        hint="choose another output folder, or move that manifest.jsonl away",
+                    )
+                if is_image(folder, record.get("file")):
+                    self.records[record["file"]] = {**record, "path": str(folder / record["file"])}
+            del torn  # the end of a line a run killed mid-write left: dropped
             self.rewrite()  # drop lines of images that are gone, and any torn last line
         except BaseException:
             self.unlock()
@@ -203,8 +225,10 @@ class Manifest:
         if self.echo is not None:
             try:
                 self.echo(line)
-            except BrokenPipeError:
-                self.echo = None  # the reader is gone (`| head`): the file still lists every image
+            except Exception:
+                # the reader is gone (`| head`) or stdout cannot be written (a full disk): the file still lists
+                # every image, and the images still in flight are listed there alone while the run stops
+                self.echo = None
                 raise
 
     def _append(self, data: bytes) -> None:

@@ -19,6 +19,7 @@ import os
 import queue
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -47,7 +48,7 @@ class ExportOptions:
     view: ExportView = ExportView.HEAD
     spec: ViewSpec = field(default_factory=lambda: ViewSpec(layers=ALL))
     overwrite: bool = False
-    jobs: int = 0  # drawing processes; 0 = one per core, 1 = draw in this process
+    jobs: int = 0  # drawing processes; 0 = one per core once the run is big enough to pay for them, 1 = none
 
 
 class Reporter:
@@ -173,6 +174,11 @@ def from_results(
 _painter: Any = None
 END_POOL_SECONDS = 1.0  # Pool.terminate() gets this long before its workers are killed outright
 WAIT_SECONDS = 0.2  # how long the main thread sleeps on the pool at a time: Ctrl-C is handled between
+# --jobs 0 draws in this process until the images left would take this long here: only then do the
+# drawing processes pay for their start (each imports matplotlib: ~1.5 s of a core). 432 small PNGs
+# take ~1.5 s in one process, where starting two workers made the run 1.6x slower (bench_export.py).
+POOL_AFTER_SECONDS = 4.0
+POOL_SAMPLE = 8  # images drawn here before the pace is trusted
 
 
 # a terminal sends these to its whole foreground process group (Ctrl-C, the window closing)
@@ -256,17 +262,38 @@ class _Drawing:
     the images that reached the disk and no other.
     """
 
-    def __init__(self, folder: Path, jobs: int, manifest: Manifest, summary: Summary, reporter: Reporter) -> None:
+    def __init__(
+        self, folder: Path, jobs: int, manifest: Manifest, summary: Summary, reporter: Reporter, adaptive: bool = False
+    ) -> None:
         self.folder, self.manifest, self.summary, self.reporter = folder, manifest, summary, reporter
         self.jobs = jobs
+        self.adaptive = adaptive  # start the processes only once the work left pays for them (--jobs 0)
         self.limit = 16 * jobs  # in flight at most: workers stay busy while the model runs; an error waits for few
         self.flying: dict[str, Item] = {}
         self.landed: queue.SimpleQueue[tuple[str, BaseException | None]] = queue.SimpleQueue()
         self.pool: Any = None
+        self.left: int | None = None  # images still to draw, once known (expect)
+        self.owners: dict[str, Sentence] = {}  # the sentence of each image sent to a worker
+        self.failed: set[int] = set()  # sentences an image of which could not be drawn
+        self.drawn_here, self.seconds_here = 0, 0.0  # this process's pace
+
+    def expect(self, images: int) -> None:
+        """How many images are still to draw (an upper bound: some may be complete already)."""
+        self.left = images
 
     def start(self) -> None:
-        """Start the drawing processes (with more than one job); a stop signal meanwhile waits for
-        the pool to be whole, so `stop` can end it."""
+        """Start the drawing processes (with more than one job; adaptive: not yet, see draw); a stop
+        signal meanwhile waits for the pool to be whole, so `stop` can end it."""
+        if self.jobs > 1 and not self.adaptive:
+            self._start_pool()
+
+    def _pays(self) -> bool:
+        """Whether the images left would take long enough here to be worth the drawing processes."""
+        if self.pool is not None or self.jobs < 2 or self.left is None or self.drawn_here < POOL_SAMPLE:
+            return False
+        return self.seconds_here / self.drawn_here * self.left > POOL_AFTER_SECONDS
+
+    def _start_pool(self) -> None:
         if self.jobs > 1:
             import multiprocessing
 
@@ -276,19 +303,30 @@ class _Drawing:
                     self.jobs, initializer=_init_worker, initargs=(os.getpid(),)
                 )
 
-    def draw(self, task: Task) -> None:
-        """Draw a task's images; returns once they are all submitted (in-process: written)."""
+    def draw(self, task: Task, sentence: Sentence) -> None:
+        """Draw a task's images; returns once they are all submitted (in-process: written). An image
+        that cannot be drawn (too many tokens for the size limit) fails its sentence, not the run."""
         for item in task.items:
             path = str(self.folder / item.name)
+            if self.adaptive and self._pays():
+                self._start_pool()
             if self.pool is None:
-                data = _get_painter().render(task.layout, task.style, item.weights, item.title)
+                began = time.perf_counter()
+                try:
+                    data = _get_painter().render(task.layout, task.style, item.weights, item.title)
+                except AttnvizError as exc:
+                    self._fail(sentence, exc)
+                    return  # its other images share the layout that failed
                 with deferred_interrupt():  # the image and its manifest line land together
                     write_atomic(Path(path), data)
                     self._land(item)
+                self.drawn_here += 1
+                self.seconds_here += time.perf_counter() - began
                 continue
             while len(self.flying) >= self.limit:
                 self._collect(block=True)
             self.flying[item.name] = item
+            self.owners[item.name] = sentence
             self.pool.apply_async(
                 draw_image,
                 (task.layout, task.style, item.weights, item.title, path),
@@ -310,8 +348,10 @@ class _Drawing:
         try:
             if wait:
                 while self.flying:
-                    with contextlib.suppress(Exception):  # the error being raised already is the one to tell
+                    try:
                         self._collect(block=True)
+                    except Exception:  # the error being raised already is the one to tell; the rest is listed below
+                        break
         finally:
             _end_pool(self.pool)  # a worker mid-image dies; its temporary file is swept below
             sweep(self.folder)
@@ -330,16 +370,28 @@ class _Drawing:
                 return
             if error is not None:
                 del self.flying[name]
-                raise error
+                if not isinstance(error, AttnvizError):
+                    raise error
+                self._fail(self.owners[name], error)
+                continue
             with deferred_interrupt():
                 self._land(self.flying[name])
             block = False
 
+    def _fail(self, sentence: Sentence, exc: AttnvizError) -> None:
+        if sentence.index not in self.failed:  # once, however many of its images were in flight
+            self.failed.add(sentence.index)
+            fail(self.summary, self.reporter, sentence, f"{sentence.where}: {exc.message}")
+
     def _land(self, item: Item) -> None:
-        self.manifest.add(item.record)
+        # no longer in flight, whatever listing it does: its line reaches the file before any echo can fail,
+        # and an image a failed write left unlisted is taken in by the next run (_complete)
         self.flying.pop(item.name, None)
+        self.manifest.add(item.record)
         self.summary.written += 1
         self.reporter.done(1, 0)
+        if self.left is not None:
+            self.left -= 1
 
 
 def plan_key(source: str, sentence: Sentence, options: ExportOptions) -> str:
@@ -437,7 +489,9 @@ def _draw_all(
 ) -> None:
     """Run the sentences still to do and draw their images; whatever stops it, the workers end
     and every image that reached the disk is listed."""
-    drawing = _Drawing(folder, options.jobs or (os.cpu_count() or 1), manifest, summary, reporter)
+    from ..threads import cores
+
+    drawing = _Drawing(folder, options.jobs or cores(), manifest, summary, reporter, adaptive=not options.jobs)
     noted: set[str] = set()
     per_sentence: int | None = None
     try:
@@ -456,12 +510,13 @@ def _draw_all(
             if per_sentence is None:
                 per_sentence = sum(len(t.items) for t in tasks)
                 reporter.total(finished + per_sentence * len(todo))
+                drawing.expect(per_sentence * len(todo))
             for task in tasks:
                 todo_items = tuple(
                     i for i in task.items if not _complete(folder, i, options, manifest, summary, reporter)
                 )
                 if todo_items:
-                    drawing.draw(Task(task.layout, task.style, todo_items))
+                    drawing.draw(Task(task.layout, task.style, todo_items), sentence)
         drawing.finish()
     except BaseException as exc:
         # an error elsewhere lets the few images in flight land; a stop signal and a closed pipe do not wait

@@ -195,6 +195,15 @@ def printable_label(token: str) -> str:
     return "".join(out)
 
 
+MAX_LABEL_CHARS = 24  # a token label longer than this ends in '…' (a 5,000-letter "word" is still one cell)
+
+
+def tick_label(token: str) -> str:
+    """A token as its tick label: drawable (printable_label), and at most MAX_LABEL_CHARS long."""
+    label = printable_label(token)
+    return label if len(label) <= MAX_LABEL_CHARS else label[: MAX_LABEL_CHARS - 1] + "…"
+
+
 def fonts_extra_installed() -> bool:
     """Whether every font package of the `fonts` extra is installed."""
     return all(importlib.util.find_spec(name) is not None for name in FONT_PACKAGES)
@@ -274,7 +283,7 @@ def _metrics(layout: Layout, style: Style, cell: float, annotate: bool) -> _Metr
     tick = style.fontsize or (9.0 if cell >= 0.26 else 8.0 if cell >= 0.2 else 6.5)
     line = _text_inches("Ag", tick)[1]
     step = max(1, math.ceil(line * 1.15 / cell))  # labels need a line each: thin them out when cells are smaller
-    labels = tuple(printable_label(t) for t in layout.key[::step])
+    labels = tuple(tick_label(t) for t in layout.key[::step])
     rotate = step > 1 or _fits(labels, tick) > cell * 0.85
     return _Metrics(cell, tick, annotate and cell >= 0.3, rotate, step)
 
@@ -381,8 +390,8 @@ class Sheet:
         self.vmax: float = style.vmax
         self.cmap: Colormap = colormaps[style.cmap]
         self.norm = Normalize(0.0, style.vmax)
-        q_all = tuple(printable_label(t) for t in layout.query)
-        k_all = tuple(printable_label(t) for t in layout.key)
+        q_all = tuple(tick_label(t) for t in layout.query)
+        k_all = tuple(tick_label(t) for t in layout.key)
         nq, nk = len(q_all), len(k_all)
         grid = layout.panels > 1
 
