@@ -222,9 +222,9 @@ def parse_lines(data: bytes, name: str, max_line_bytes: int | None = None) -> li
     return list(stream_sentences(read, name, max_line_bytes))
 
 
-def stdin_bytes() -> bytes:
-    """All of standard input; InputError when the process was started with it closed (<&-)."""
-    return _stdin().read()
+def stdin_stream() -> IO[bytes]:
+    """Standard input as bytes; InputError when the process was started with it closed (<&-)."""
+    return _stdin()
 
 
 def _stdin() -> IO[bytes]:

@@ -230,6 +230,14 @@ class Stack:
             )
         if len(self.layer_axis) != w.shape[0] or len(self.head_axis) != w.shape[1]:
             raise ValueError(f"{self.name}: layer/head provenance does not match the weights' shape")
+        for what, axis, count in (
+            ("layer", self.layer_axis, self.model_layers),
+            ("head", self.head_axis, self.model_heads),
+        ):
+            if len(set(axis)) != len(axis):
+                raise ValueError(f"{self.name}: a {what} appears twice")
+            if count is not None and not (max((max(o.ids, default=-1) for o in axis), default=-1) < count <= MAX_AXIS):
+                raise ValueError(f"{self.name}: the model's {what} count {count} does not fit the {what}s it names")
         if not np.isfinite(w).all():
             li, hi = (int(x) for x in np.argwhere(~np.isfinite(w))[0][:2])
             raise ValueError(f"{self.name} {self.layer_label(li)}, {self.head_label(hi)} holds NaN or infinity")
@@ -327,6 +335,7 @@ class AttentionResult:
 # ---------------------------------------------------------------- JSON documents
 
 SCHEMA = "attnviz/2"
+MAX_AXIS = 1_000_000  # layers or heads a model may have: far beyond any real one, and a saved file's count is checked
 SCHEMA_V1 = "attnviz/1"  # still read: no token metadata, provenance as 'mean' / 'rollout' strings
 INPUT_NAMES = ("pair", "target", "source")
 

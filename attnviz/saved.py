@@ -29,7 +29,7 @@ from typing import IO, Any, Protocol
 import numpy as np
 
 from .errors import SavedFileError
-from .inputs import stdin_bytes
+from .inputs import stdin_stream
 from .result import SCHEMA, SCHEMA_V1, AttentionResult, MapKind, Origin, Stack, Tokens
 from .tokentext import GENERATED_MARK
 
@@ -479,16 +479,54 @@ def _load_npz(raw: IO[bytes], name: str) -> list[AttentionResult]:
             if schema != SCHEMA:
                 raise SavedFileError(f"{name} is not an attnviz .npz (schema {schema!r})")
             results = []
-            for i in range(int(data["count"][()])):
-                doc = json.loads(str(data[f"{i}/meta"][()]))
+            count = int(data["count"][()])
+            if count < 0:
+                raise SavedFileError(f"{name} is not a readable attnviz .npz: it says it holds {count} results")
+            for i in range(count):
+                doc = _json(str(data[f"{i}/meta"][()]), f"{name} result {i}")
                 for stack in doc["stacks"]:
-                    stack["attention"] = data[f"{i}/{stack['name']}/attention"]
+                    key = f"{i}/{stack['name']}/attention"
+                    shape, dtype = _npy_header(data, key)
+                    sizes = [len(stack[k]) for k in ("layers", "heads")] + [
+                        len(stack[k]["tokens"]) for k in ("query", "key")
+                    ]
+                    if dtype != np.float32 or list(shape) != sizes:
+                        raise SavedFileError(
+                            f"{name} is not a readable attnviz .npz: {key} is {dtype} {list(shape)}, "
+                            f"its description says float32 {sizes}"
+                        )
+                    stack["attention"] = data[key]
                 results.append(_from_doc(doc, f"{name} result {i}"))
             return results
     except SavedFileError:
         raise
+    except RecursionError:
+        raise SavedFileError(f"{name} is not a readable attnviz .npz: nested too deeply") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile, EOFError) as exc:
         raise SavedFileError(f"{name} is not a readable attnviz .npz: {exc}") from None
+
+
+def _json(text: str, where: str) -> Any:
+    """The JSON value of `text`; JSONDecodeError as json raises it, SavedFileError for JSON no attnviz
+    file holds (nested thousands deep, a number of thousands of digits)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise SavedFileError(f"{where} is nested too deeply to be an attnviz result") from None
+    except ValueError as exc:  # Python refuses integers of over 4,300 digits
+        reason = "it holds a number thousands of digits long" if "digits" in str(exc) else str(exc)
+        raise SavedFileError(f"{where} is not an attnviz result: {reason}") from None
+
+
+def _npy_header(data: Any, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype an .npz member declares, read before its data (a forged header may claim terabytes)."""
+    with data.zip.open(f"{key}.npy") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+    return tuple(shape), dtype
 
 
 def _load_text(data: bytes, name: str) -> list[AttentionResult]:
@@ -497,21 +535,33 @@ def _load_text(data: bytes, name: str) -> list[AttentionResult]:
     except UnicodeDecodeError as exc:
         raise SavedFileError(f"{name} is not UTF-8 (byte {exc.start})") from None
     try:
-        return [_from_doc(json.loads(text), name)]  # one (possibly pretty-printed) document
+        return [_from_doc(_json(text, name), name)]  # one (possibly pretty-printed) document
     except json.JSONDecodeError:
         pass
     results = []
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
+        where = f"{name} line {number}"
         try:
-            doc = json.loads(line)
+            doc = _json(line, where)
         except json.JSONDecodeError as exc:
-            raise SavedFileError(f"{name} line {number} is not JSON: {exc.msg}") from None
-        results.append(_from_doc(doc, f"{name} line {number}"))
+            raise SavedFileError(f"{where} is not JSON: {exc.msg}") from None
+        results.append(_from_doc(doc, where))
     if not results:
         raise SavedFileError(f"{name} is empty: no attnviz results in it")
     return results
+
+
+def _read_saved(stream: IO[bytes], name: str) -> bytes:
+    """All of a saved file, once its start shows it can be one: an .npz (a zip) or JSON text. Binary
+    data (/dev/zero, an image) is refused from its first bytes instead of read to the end."""
+    head = stream.read(4096)
+    start = head.lstrip(b" \t\r\n\xef\xbb\xbf")[:1]  # a UTF-8 BOM is read past (utf-8-sig)
+    if not head.startswith(NPZ_MAGIC) and start not in (b"{", b"[", b""):
+        shown = "NUL bytes" if start == b"\0" else repr(start.decode("latin-1"))
+        raise SavedFileError(f"{name} is not an attnviz result: it starts with {shown}, not JSON or an .npz")
+    return head + stream.read()
 
 
 def load(path: str | Path) -> list[AttentionResult]:
@@ -521,10 +571,11 @@ def load(path: str | Path) -> list[AttentionResult]:
     """
     name = "standard input" if str(path) == "-" else str(path)
     if str(path) == "-":
-        data = stdin_bytes()
+        data = _read_saved(stdin_stream(), name)
     else:
         try:
-            data = Path(path).read_bytes()
+            with open(path, "rb") as f:
+                data = _read_saved(f, name)
         except FileNotFoundError:
             raise SavedFileError(f"{path}: no such file") from None
         except IsADirectoryError:

@@ -256,6 +256,8 @@ def parse_vmax(value: str | float | None) -> float | None:
         raise UsageError(f"cannot read --vmax {value!r}", hint="give a number above 0, or auto") from None
     if not (top > 0 and top < float("inf")):
         raise UsageError(f"--vmax {value} is not above 0", hint="give a number above 0, or auto")
+    if not 1e-30 <= top <= 1e30:  # beyond, weight / top overflows or vanishes in float32
+        raise UsageError(f"--vmax {value} is outside 1e-30..1e30", hint="give a number in that range, or auto")
     return top
 
 

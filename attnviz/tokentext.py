@@ -51,6 +51,18 @@ def surface(token: str) -> str:
 
 
 _WHITESPACE = str.maketrans({" ": "␣", "\n": "⏎", "\t": "⇥"})
+# control characters drawn as pictures (ESC → ␛): text from the input never moves a terminal's cursor,
+# changes its colours or its title; C1 controls (U+0080…U+009F, ESC's 8-bit twins) become '�'
+_CONTROLS: dict[int, str] = {
+    **{c: chr(0x2400 + c) for c in range(0x20)},
+    0x7F: "␡",
+    **dict.fromkeys(range(0x80, 0xA0), "�"),
+}
+
+
+def printable(text: str) -> str:
+    """The text with every control character (newlines and tabs included) drawn as a visible picture."""
+    return text.translate(_CONTROLS)
 
 
 UNKNOWN = frozenset({"[UNK]", "<unk>", "<UNK>", "<|unk|>"})  # the tokenizers' "not in my vocabulary"
@@ -62,7 +74,8 @@ def label(token: str, source: str | None = None, generated: bool = False) -> str
     """A token as a reader should see it: 'Ġdream' → 'dream', 'ï¼Į' → '，', '▁the' → 'the', '##ing'
     stays; a token of only whitespace shows it (␣ ⏎ ⇥) rather than nothing, newlines always; an
     unknown token with the `source` characters it replaced, '[UNK:☃]'; a `generated` one marked, 'dream⁺'."""
-    return _shown(token, source) + GENERATED_MARK if generated else _shown(token, source)
+    shown = printable(_shown(token, source))
+    return shown + GENERATED_MARK if generated else shown
 
 
 def _shown(token: str, source: str | None) -> str:

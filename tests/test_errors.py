@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from harness import Run, run, run_subprocess
 
@@ -152,6 +153,8 @@ def test_model_without_attention(tmp_path):
         (["show", "-"], b"one\ntwo\n", 2, "error: 2 sentences on standard input but --format json holds one",
          "use --format jsonl, csv or npz"),
         (["show", "--digits", "x", "hi"], None, 2, "Invalid value for '--digits'", None),
+        (["show", "hi", "--vmax", "1e308", "-f", "heat"], None, 2, "error: --vmax 1e308 is outside 1e-30..1e30", None),
+        (["show", "hi", "--batch-size", "99999999999999999999"], None, 2, "Invalid value for '--batch-size'", None),
         (["nosuch"], None, 2, "No such command 'nosuch'", "see 'attnviz --help'"),
         (["show", "hi", "--target", "x"], None, 2,
          "error: a decoder target is for encoder-decoder models; all-MiniLM-L6-v2 is encoder", "drop --target"),
@@ -263,6 +266,12 @@ def test_a_huge_seed_is_a_usage_error():
 def test_columns_zero_still_draws():
     out = run("show", "I have a dream", env={"COLUMNS": "0"})
     assert out.code == 0 and out.stdout.startswith("encoder · layer 5")
+
+
+def test_a_huge_columns_is_drawn_at_a_bounded_width():
+    """COLUMNS=1000000000 made rich build gigabytes of padding for a few hundred bytes of table."""
+    out = run("show", "I have a dream", env={"COLUMNS": "1000000000"})
+    assert out.code == 0 and max(len(line) for line in out.stdout.splitlines()) <= 1000
 
 
 @pytest.mark.parametrize("command", [("show", "--format", "jsonl"), ("tokens", "--format", "json")])
@@ -466,3 +475,94 @@ def test_scratch_numbers_that_overflow_are_an_error_naming_where(flags, hint):
 def test_attnviz_debug_is_on_for_1_true_yes_in_any_case(value):
     with pytest.raises(Exception, match="the text is empty"):
         run("show", "", env={"ATTNVIZ_DEBUG": value})
+
+
+def _forged_npz(path: Path, change=None, raw: dict[str, bytes] | None = None) -> Path:
+    """A real saved .npz with one thing changed: `change(members)` on the arrays it holds, or members
+    replaced by `raw` bytes (an .npy whose header says anything)."""
+    import io
+    import zipfile
+
+    out = run("show", "I have a dream", "--format", "npz", "--layer", "all")
+    with np.load(io.BytesIO(out.stdout_bytes)) as data:
+        members = {k: data[k] for k in data.files}
+    if change is not None:
+        change(members)
+    buffer = io.BytesIO()
+    np.savez(buffer, **members)
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as old, zipfile.ZipFile(path, "w") as new:
+        for info in old.infolist():
+            new.writestr(info.filename, (raw or {}).get(info.filename.removesuffix(".npy"), old.read(info)))
+    return path
+
+
+def _npy(shape: tuple[int, ...], dtype: str) -> bytes:
+    """An .npy header that claims `shape` and `dtype`, followed by 64 bytes: a forged file is small."""
+    import io
+
+    head = io.BytesIO()
+    descr = np.lib.format.dtype_to_descr(np.dtype(dtype))
+    np.lib.format.write_array_header_1_0(head, {"descr": descr, "fortran_order": False, "shape": shape})
+    return head.getvalue() + bytes(64)
+
+
+def _meta_with(**fields):
+    def change(members):
+        meta = json.loads(str(members["0/meta"][()]))
+        for key, value in fields.items():
+            meta["stacks"][0][key] = value
+        members["0/meta"] = json.dumps(meta)
+
+    return change
+
+
+ATT = "0/encoder/attention"
+
+
+def _deep(path: Path) -> None:
+    path.write_text("[" * 200_000 + "]" * 200_000)
+
+
+def _huge_number(path: Path) -> None:
+    path.write_text(run("show", "hi", "-f", "json").stdout.replace('"index":0', '"index":' + "9" * 5000))
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "message"),
+    [
+        ("deep.json", _deep, "is nested too deeply to be an attnviz result"),
+        ("huge.json", _huge_number, "holds a number thousands of digits long"),
+        ("count.npz", lambda p: _forged_npz(p, lambda m: m.update(count=np.int64(-5))), "it says it holds -5 results"),
+        ("shape.npz", lambda p: _forged_npz(p, raw={ATT: _npy((6, 12, 20000, 20000), "float32")}), "says float32"),
+        ("complex.npz", lambda p: _forged_npz(p, raw={ATT: _npy((1, 12, 6, 6), "complex64")}), "is complex64"),
+        ("twice.npz", lambda p: _forged_npz(p, _meta_with(layers=[0, 0, 0, 0, 0, 0])), "a layer appears twice"),
+        ("huge.npz", lambda p: _forged_npz(p, _meta_with(model_layers=10**12)), "layer count 1000000000000"),
+    ],
+)
+def test_damaged_or_forged_saved_files_are_one_clear_error(tmp_path, name, make, message):
+    """render and heads read a saved file: never a recursion or memory error, never a silent wrong answer."""
+    path = tmp_path / name
+    make(path)
+    for command in ("render", "heads"):
+        assert_one_clear_error(run(command, str(path), "--layer", "all"), 1, message)
+
+
+def test_control_characters_in_input_never_reach_the_terminal_raw():
+    """ESC sequences in a text or a file name could recolour a terminal, move its cursor or set its title:
+    tables, headings and messages draw them as pictures (␛); JSON keeps them, escaped."""
+    text = "hi\x1b[31mRED\x1b]0;pwned\x07 there"
+    for out in (
+        run("show", "-", stdin=f"{text}\nsecond\n"),  # several sentences: each under a heading
+        run("show", text, "--model", "scratch"),
+        run("tokens", text, "--model", "scratch"),
+        run("render", text),
+    ):
+        assert "\x1b" not in out.stdout + out.stderr and "\x07" not in out.stdout + out.stderr
+    assert "␛" in run("tokens", text, "--model", "scratch").stdout
+    assert json.loads(run("show", text, "--format", "json").stdout)["text"] == text
+
+
+def test_render_refuses_binary_input_from_its_first_bytes():
+    """`render /dev/zero` read until the kernel killed it (22 GB); binary data is refused at once."""
+    for out in (run("render", "/dev/zero"), run("render", "-", stdin=b"\0" * 100_000)):
+        assert_one_clear_error(out, 1, "is not an attnviz result: it starts with NUL bytes, not JSON or an .npz")

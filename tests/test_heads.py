@@ -353,3 +353,12 @@ def test_image_is_written_whole(tmp_path):
     assert run("heads", "I have a dream", "--image", "svg", "--out", str(svg)).code == 0
     assert b"<svg" in svg.read_bytes()[:500]
     assert sorted(tmp_path.iterdir()) == sorted([path, svg])  # no temporary file left behind
+
+
+def test_a_saved_file_name_is_read_as_a_file_whatever_its_case_and_a_missing_one_is_an_error(tmp_path):
+    """`heads missing.json` measured the words 'missing.json' before; GOOD.JSON was a sentence too."""
+    saved = tmp_path / "GOOD.JSON"
+    saved.write_text(run("show", "I have a dream", "--format", "json", "--layer", "all").stdout)
+    assert run("heads", str(saved), "--format", "json").code == 0
+    missing = run("heads", str(tmp_path / "missing.json"))
+    assert missing.code == 1 and missing.stderr.startswith("error: ") and "no such file" in missing.stderr

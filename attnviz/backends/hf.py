@@ -613,7 +613,13 @@ class HFBackend:
 
 
 def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    """The error's first line; one that ends in ':' (transformers' 'Validation error for field …:') with the
+    line that says what, and never 'look at the above report' (there is none above ours)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()] or [type(exc).__name__]
+    first = lines[0]
+    if first.endswith(":") and len(lines) > 1:
+        first = f"{first} {lines[1]}"
+    return first.replace(" For details look at the above report!", "").strip()[:300]
 
 
 def _device_map(options: LoadOptions) -> str:

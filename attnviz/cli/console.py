@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 
 MIN_WIDTH = 40  # narrower (COLUMNS=0, a tiny pane) would draw nothing readable: draw at this width
+MAX_WIDTH = 1000  # wider (COLUMNS=1000000000) only pads lines: rich would build them, gigabytes of blanks
 
 
 def stdout_console() -> Console:
@@ -24,14 +25,18 @@ def stdout_console() -> Console:
     from rich.console import Console
 
     console = Console()
-    return console if console.width >= MIN_WIDTH else Console(width=MIN_WIDTH)
+    if MIN_WIDTH <= console.width <= MAX_WIDTH:
+        return console
+    return Console(width=min(max(console.width, MIN_WIDTH), MAX_WIDTH))
 
 
 def sentence_heading(text: str) -> Text:
     """The line that opens one sentence's output when a command prints several."""
     from rich.text import Text
 
-    return Text(f"» {text}", style="bold reverse", no_wrap=True, overflow="ellipsis")
+    from ..tokentext import printable
+
+    return Text(f"» {printable(text)}", style="bold reverse", no_wrap=True, overflow="ellipsis")
 
 
 def print_trimmed(console: Console, renderable: RenderableType) -> None:

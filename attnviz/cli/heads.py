@@ -256,8 +256,8 @@ def heads(
         backend = load_backend()
         notes.append(_run_probe(backend, corpus, spec, probe_length, seed))
         name = backend.info.name
-    elif text is not None and Path(text).suffix in SAVED_SUFFIXES and Path(text).is_file():
-        from ..saved import load
+    elif text is not None and " " not in text and Path(text).suffix.lower() in SAVED_SUFFIXES:
+        from ..saved import load  # a file name, not a sentence: 'missing.json' is an error, not two tokens
 
         if input_file is not None or model != "minilm" or pair is not None or target is not None:
             raise UsageError(

@@ -8,6 +8,7 @@ from rich.table import Table
 
 from ..backends.types import ModelInfo
 from ..result import Tokens
+from ..tokentext import printable
 
 
 def token_records(tokens: Tokens) -> list[dict[str, Any]]:
@@ -35,11 +36,11 @@ def tokens_table(name: str, tokens: Tokens) -> Table:
         source = row["from_text"]
         table.add_row(
             str(row["index"]),
-            row["token"],
+            printable(row["token"]),
             "yes" if row["special"] else "",
             "" if row["word"] is None else str(row["word"]),
             str(row["segment"]),
-            "" if source is None else repr(source) if source != source.strip() else source,
+            "" if source is None else repr(source) if source != source.strip() else printable(source),
         )
     return table
 
