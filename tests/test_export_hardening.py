@@ -369,3 +369,10 @@ def test_a_very_long_word_is_labelled_short_and_drawn_small(tmp_path):
     assert done.code == 0, done.stderr
     (png,) = out.glob("*.png")
     assert max(Image.open(png).size) < 600
+
+
+def test_an_output_folder_that_is_a_dangling_link_says_so(tmp_path):
+    (tmp_path / "figs").symlink_to(tmp_path / "gone")
+    done = run("export", "hi", "--out", str(tmp_path / "figs"), "--layer", "0", "--head", "0")
+    assert done.code == 1 and done.stderr.startswith(f"error: the output folder {tmp_path / 'figs'} is a link to")
+    assert not (tmp_path / "gone").exists()

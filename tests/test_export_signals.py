@@ -151,7 +151,8 @@ def test_the_default_starts_drawing_processes_only_when_the_work_left_pays_for_t
     tmp_path, monkeypatch, after, pooled
 ):
     """--jobs 0 draws here first; once the images left would take longer than POOL_AFTER_SECONDS at
-    this process's pace, the drawing processes start and take the rest. Either way every image lands."""
+    this process's pace, the drawing processes start and take the rest. Either way every image lands.
+    (POOL_AFTER_SECONDS set to 0 or 1e9 decides the branch; the drawing and the pool are real.)"""
     from attnviz import extract
     from attnviz.export import run as export_run
     from attnviz.render.image import Style
@@ -160,15 +161,16 @@ def test_the_default_starts_drawing_processes_only_when_the_work_left_pays_for_t
     real = export_run._Drawing._start_pool
 
     def start_pool(self) -> None:
-        started.append(self.drawn_here)
+        started.append(len(self.pace))
         real(self)
 
     monkeypatch.setattr(export_run, "POOL_AFTER_SECONDS", after)
     monkeypatch.setattr(export_run._Drawing, "_start_pool", start_pool)
-    found, outcomes = export_run.from_results([extract(DREAM, device="cpu")])
+    found, outcomes = export_run.from_results([extract(DREAM, device="cpu"), extract("so do I", device="cpu")])
     out = tmp_path / "out"
     summary = export_run.export(found, outcomes, out, export_run.ExportOptions(style=Style(), jobs=0))
-    assert summary.written == PER_SENTENCE and len(check_consistent(out)) == PER_SENTENCE
+    assert summary.written == 2 * PER_SENTENCE and len(check_consistent(out)) == 2 * PER_SENTENCE
+    # the pace is taken on the second sentence's images (the first draws every title for the first time)
     assert started == ([export_run.POOL_SAMPLE] if pooled else [])
 
 

@@ -87,16 +87,17 @@ def tokens(
     sentences = make_inputs(read_texts(texts, max_line_bytes), backend, pair, target, source)
     for inputs in sentences:
         check_text(inputs.text)
-    tokenized = [backend.tokenize(inputs) for inputs in sentences]
+    # each sentence's tokens are printed as they are made: memory holds one sentence's, not the file's
+    tokenized = ((inputs, backend.tokenize(inputs)) for inputs in sentences)
     if fmt is TokensFormat.JSON:
         from ..saved import dumps  # lazy: numpy stays out of --help
 
-        for inputs, sequences in zip(sentences, tokenized):
+        for inputs, sequences in tokenized:
             doc = {name: token_records(toks) for name, toks in sequences.items()}
             write_stdout(dumps({"text": inputs.text, **inputs.extras(), **doc}) + "\n")
         return
     console = stdout_console()
-    for inputs, sequences in zip(sentences, tokenized):
+    for inputs, sequences in tokenized:
         if len(sentences) > 1:
             print_trimmed(console, sentence_heading(inputs.text))
         for name, toks in sequences.items():

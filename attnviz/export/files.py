@@ -273,6 +273,11 @@ def prepare_folder(folder: Path) -> None:
     """Create the output folder; OutputError if it is a file or cannot be written."""
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"the output folder {folder} exists and is not a folder", hint="give a folder path")
+    if folder.is_symlink() and not folder.exists():
+        target = os.readlink(folder)
+        raise OutputError(
+            f"the output folder {folder} is a link to {target}, which does not exist", hint="give a folder path"
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

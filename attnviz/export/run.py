@@ -12,12 +12,14 @@ parent decides) and die with the parent even when it is killed outright.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
 import os
 import queue
 import signal
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -176,7 +178,7 @@ END_POOL_SECONDS = 1.0  # Pool.terminate() gets this long before its workers are
 WAIT_SECONDS = 0.2  # how long the main thread sleeps on the pool at a time: Ctrl-C is handled between
 # --jobs 0 draws in this process until the images left would take this long here: only then do the
 # drawing processes pay for their start (each imports matplotlib: ~1.5 s of a core). 432 small PNGs
-# take ~1.5 s in one process, where starting two workers made the run 1.6x slower (bench_export.py).
+# take ~2 s in one process, where starting two workers made the run 1.3-1.6x slower (bench_export.py).
 POOL_AFTER_SECONDS = 4.0
 POOL_SAMPLE = 8  # images drawn here before the pace is trusted
 
@@ -275,7 +277,8 @@ class _Drawing:
         self.left: int | None = None  # images still to draw, once known (expect)
         self.owners: dict[str, Sentence] = {}  # the sentence of each image sent to a worker
         self.failed: set[int] = set()  # sentences an image of which could not be drawn
-        self.drawn_here, self.seconds_here = 0, 0.0  # this process's pace
+        self.pace: collections.deque[float] = collections.deque(maxlen=POOL_SAMPLE)  # seconds of the last images here
+        self.first: Sentence | None = None  # the first sentence drawn here (its images are not timed)
 
     def expect(self, images: int) -> None:
         """How many images are still to draw (an upper bound: some may be complete already)."""
@@ -288,10 +291,12 @@ class _Drawing:
             self._start_pool()
 
     def _pays(self) -> bool:
-        """Whether the images left would take long enough here to be worth the drawing processes."""
-        if self.pool is not None or self.jobs < 2 or self.left is None or self.drawn_here < POOL_SAMPLE:
+        """Whether the images left would take long enough here to be worth the drawing processes. The pace is
+        the median of the last POOL_SAMPLE images after the first sentence's: those come 3-4x slower while the
+        titles and labels are drawn for the first time (then stamped from a cache)."""
+        if self.pool is not None or self.jobs < 2 or self.left is None or len(self.pace) < POOL_SAMPLE:
             return False
-        return self.seconds_here / self.drawn_here * self.left > POOL_AFTER_SECONDS
+        return statistics.median(self.pace) * self.left > POOL_AFTER_SECONDS
 
     def _start_pool(self) -> None:
         if self.jobs > 1:
@@ -320,8 +325,9 @@ class _Drawing:
                 with deferred_interrupt():  # the image and its manifest line land together
                     write_atomic(Path(path), data)
                     self._land(item)
-                self.drawn_here += 1
-                self.seconds_here += time.perf_counter() - began
+                self.first = sentence if self.first is None else self.first
+                if sentence is not self.first:
+                    self.pace.append(time.perf_counter() - began)
                 continue
             while len(self.flying) >= self.limit:
                 self._collect(block=True)
@@ -372,7 +378,7 @@ class _Drawing:
                 del self.flying[name]
                 if not isinstance(error, AttnvizError):
                     raise error
-                self._fail(self.owners[name], error)
+                self._fail(self.owners.pop(name), error)
                 continue
             with deferred_interrupt():
                 self._land(self.flying[name])
@@ -387,6 +393,7 @@ class _Drawing:
         # no longer in flight, whatever listing it does: its line reaches the file before any echo can fail,
         # and an image a failed write left unlisted is taken in by the next run (_complete)
         self.flying.pop(item.name, None)
+        self.owners.pop(item.name, None)
         self.manifest.add(item.record)
         self.summary.written += 1
         self.reporter.done(1, 0)
