@@ -196,11 +196,14 @@ def naive(tasks: list[Any], folder: Path, fmt: str) -> int:
 def child(args: argparse.Namespace) -> None:
     """One side, in this fresh process: load the model, then time drawing every image."""
     if args.child == "before":
+        current = importlib.import_module("attnviz.render.image")
         spec = importlib.util.spec_from_file_location("attnviz.render.image", args.before)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules["attnviz.render.image"] = module  # the export below draws with the older module
         spec.loader.exec_module(module)
+        for name in set(vars(current)) - set(vars(module)):  # helpers today's export asks for that it lacked
+            setattr(module, name, getattr(current, name))
     import resource
     import warnings
 
