@@ -14,6 +14,7 @@ reads back to the same float32, NPZ stores the float32 array itself.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import io
@@ -559,7 +560,11 @@ def _read_saved(stream: IO[bytes], name: str) -> bytes:
     head = stream.read(4096)
     start = head.lstrip(b" \t\r\n\xef\xbb\xbf")[:1]  # a UTF-8 BOM is read past (utf-8-sig)
     if not head.startswith(NPZ_MAGIC) and start not in (b"{", b"[", b""):
-        shown = "NUL bytes" if start == b"\0" else repr(start.decode("latin-1"))
+        try:
+            codecs.getincrementaldecoder("utf-8")().decode(head)  # a character cut at the end is no error
+        except UnicodeDecodeError as exc:
+            raise SavedFileError(f"{name} is not UTF-8 (byte {exc.start})") from None
+        shown = "NUL bytes" if start == b"\0" else repr(start.decode("utf-8", errors="replace"))
         raise SavedFileError(f"{name} is not an attnviz result: it starts with {shown}, not JSON or an .npz")
     return head + stream.read()
 
