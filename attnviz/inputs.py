@@ -224,10 +224,6 @@ def parse_lines(data: bytes, name: str, max_line_bytes: int | None = None) -> li
 
 def stdin_stream() -> IO[bytes]:
     """Standard input as bytes; InputError when the process was started with it closed (<&-)."""
-    return _stdin()
-
-
-def _stdin() -> IO[bytes]:
     if sys.stdin is None:
         raise InputError("standard input is closed: there is nothing to read", hint="give the input as an argument")
     return sys.stdin.buffer
@@ -243,7 +239,7 @@ def read_sentences(
     """
     name = "standard input" if path == "-" else path
     if path == "-":
-        stream = _stdin()
+        stream = stdin_stream()
         return _all_of(stream_sentences(_reader(stream), name, max_line_bytes, keep_start), name, None)
     try:
         file = open(path, "rb")  # noqa: SIM115 (closed by _all_of when the sentences are read)

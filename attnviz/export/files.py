@@ -189,7 +189,8 @@ class Manifest:
         self.records: dict[str, dict[str, Any]] = {}
         self.replaced = False
         try:
-            *lines, torn = _read_manifest(self.path).split("\n")  # "\n" only: text may hold U+2028
+            # "\n" only: text may hold U+2028; what follows the last "\n" is a line a killed run tore: dropped
+            *lines, _ = _read_manifest(self.path).split("\n")
             for number, line in enumerate(lines, 1):
                 record = _record(line)
                 if record is None:
@@ -200,7 +201,6 @@ class Manifest:
                     )
                 if is_image(folder, record.get("file")):
                     self.records[record["file"]] = {**record, "path": str(folder / record["file"])}
-            del torn  # the end of a line a run killed mid-write left: dropped
             self.rewrite()  # drop lines of images that are gone, and any torn last line
         except BaseException:
             self.unlock()

@@ -276,7 +276,7 @@ class _Drawing:
         self.pool: Any = None
         self.left: int | None = None  # images still to draw, once known (expect)
         self.owners: dict[str, Sentence] = {}  # the sentence of each image sent to a worker
-        self.failed: set[int] = set()  # sentences an image of which could not be drawn
+        self.failed: set[int] = set()  # ids of the sentences an image of which could not be drawn
         self.pace: collections.deque[float] = collections.deque(maxlen=POOL_SAMPLE)  # seconds of the last images here
         self.first: Sentence | None = None  # the first sentence drawn here (its images are not timed)
 
@@ -385,8 +385,8 @@ class _Drawing:
             block = False
 
     def _fail(self, sentence: Sentence, exc: AttnvizError) -> None:
-        if sentence.index not in self.failed:  # once, however many of its images were in flight
-            self.failed.add(sentence.index)
+        if id(sentence) not in self.failed:  # once, however many of its images were in flight
+            self.failed.add(id(sentence))  # (by identity: results read from files may share an index)
             fail(self.summary, self.reporter, sentence, f"{sentence.where}: {exc.message}")
 
     def _land(self, item: Item) -> None:
