@@ -353,11 +353,9 @@ class _Drawing:
             return
         try:
             if wait:
-                while self.flying:
-                    try:
+                while self.flying:  # each image leaves `flying` as it lands or fails, so this ends
+                    with contextlib.suppress(Exception):  # the error being raised already is the one to tell
                         self._collect(block=True)
-                    except Exception:  # the error being raised already is the one to tell; the rest is listed below
-                        break
         finally:
             _end_pool(self.pool)  # a worker mid-image dies; its temporary file is swept below
             sweep(self.folder)
